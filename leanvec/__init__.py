@@ -1,0 +1,18 @@
+"""leanvec: fast nearest-neighbour search over embeddings made small."""
+
+from . import datasets
+from ._result import SearchResult
+from .evaluation import annb_recall_at_k, recall_at_k, time_queries
+from .exact import FlatIndex, exact_search
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FlatIndex",
+    "SearchResult",
+    "annb_recall_at_k",
+    "datasets",
+    "exact_search",
+    "recall_at_k",
+    "time_queries",
+]

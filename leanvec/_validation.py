@@ -1,0 +1,114 @@
+"""Input checks shared by every public entry point, run before any kernel."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+METRICS = ("sqeuclidean", "euclidean", "inner_product", "cosine")
+_ALIASES = {"angular": "cosine", "l2": "sqeuclidean", "ip": "inner_product"}
+
+
+def check_metric(metric: str) -> str:
+    """Return the canonical metric name, or raise naming the valid ones."""
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be a string, got {type(metric).__name__}")
+    name = _ALIASES.get(metric.lower(), metric.lower())
+    if name not in METRICS:
+        valid = ", ".join(repr(m) for m in METRICS + tuple(_ALIASES))
+        raise ValueError(f"metric must be one of {valid}; got {metric!r}")
+    return name
+
+
+def as_matrix(
+    x: ArrayLike,
+    name: str,
+    dim: int | None = None,
+    allow_empty: bool = False,
+) -> NDArray[np.float32]:
+    """Convert ``x`` once to a C-contiguous float32 matrix and check it.
+
+    A 1-d input is read as one row. Integer and float inputs are cast; booleans,
+    complex numbers, strings and objects raise ``TypeError``. Non-finite values raise
+    ``ValueError`` naming the first bad row.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(
+            f"{name} must hold real numbers (float or integer dtype), "
+            f"got dtype {arr.dtype}"
+        )
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-d array of shape (n, dim), got {arr.ndim} dimensions "
+            f"with shape {arr.shape}"
+        )
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features per row, shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one row")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features per row, but {dim} are expected"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 4:
+        big = np.abs(arr[np.isfinite(arr)]) > np.finfo(np.float32).max
+        if big.any():
+            raise ValueError(f"{name} holds values beyond the float32 range (3.4e38)")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    check_finite(out, name)
+    return out
+
+
+def check_finite(arr: NDArray, name: str) -> None:
+    """Raise ``ValueError`` naming the first row with a NaN or an infinity."""
+    finite_rows = np.isfinite(arr).all(axis=1) if arr.ndim == 2 else np.isfinite(arr)
+    if not finite_rows.all():
+        row = int(np.flatnonzero(~finite_rows)[0])
+        raise ValueError(
+            f"{name} holds NaN or infinite values (first at row {row}); "
+            "remove or replace them before calling"
+        )
+
+
+def check_k(k: object, name: str = "k") -> int:
+    """Return ``k`` as an int after checking that it is a positive integer."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {k!r}")
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    return int(k)
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int after checking ``value >= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_n_threads(n_threads: object) -> int | None:
+    """Return ``n_threads`` (None means all cores) after checking it."""
+    if n_threads is None:
+        return None
+    return check_positive_int(n_threads, "n_threads")
+
+
+def normalize_rows(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Scale rows to unit L2 norm; zero rows stay zero (cosine defines them below).
+
+    Under the cosine metric a zero vector has similarity 0 to everything, so its
+    distance to any vector is exactly 1.
+    """
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    scale = np.zeros_like(norms)
+    np.divide(1.0, norms, out=scale, where=norms > 0)
+    return np.ascontiguousarray(x * scale[:, None].astype(np.float32))
