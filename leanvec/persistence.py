@@ -1,0 +1,113 @@
+"""One-file persistence for everything fitted: a header, raw arrays, a checksum.
+
+Layout of a ``.lvec`` file::
+
+    magic  b"LEANVEC\\x00"               8 bytes
+    format version                       uint32, little endian
+    header length                        uint64, little endian
+    header                               UTF-8 JSON: kind, meta, arrays
+    array bytes                          each array C-ordered, in header order
+    sha256 of everything above           32 bytes
+
+``meta`` is any JSON-serialisable dict; ``arrays`` maps names to numpy arrays of
+numeric dtypes. Objects that compose others (an index holding a projection and a
+quantizer) nest the parts' states under prefixed names: see :func:`nest` and
+:func:`unnest`. Writes go to a temporary file in the same folder and are renamed
+into place, so a crash never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"LEANVEC\x00"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sIQ")
+
+
+def save_state(path: str | os.PathLike, kind: str, meta: dict,
+               arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``kind``, ``meta`` and ``arrays`` to ``path`` atomically."""
+    path = Path(path)
+    specs, blobs = [], []
+    for name, arr in arrays.items():
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"array {name!r} has unsupported dtype {arr.dtype}")
+        specs.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape)})
+        blobs.append(arr.tobytes())
+    header = json.dumps({"kind": kind, "meta": meta, "arrays": specs}).encode("utf-8")
+
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in (_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)), header, *blobs):
+                out.write(chunk)
+                digest.update(chunk)
+            out.write(digest.digest())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_state(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
+               ) -> tuple[str, dict, dict[str, np.ndarray]]:
+    """Read a file written by :func:`save_state`; return ``(kind, meta, arrays)``.
+
+    Raises ``ValueError`` naming the file when it is foreign, from a newer format,
+    truncated, corrupt, or of another ``kind`` than expected.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < _PREFIX.size + 32 or not data.startswith(MAGIC):
+        raise ValueError(f"{path} is not a leanvec file (bad magic or too short)")
+    _, version, header_len = _PREFIX.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {version}; this leanvec reads "
+                         f"up to {FORMAT_VERSION}: upgrade leanvec")
+    body, checksum = data[:-32], data[-32:]
+    if hashlib.sha256(body).digest() != checksum:
+        raise ValueError(f"{path} is truncated or corrupt (checksum mismatch)")
+    header = json.loads(body[_PREFIX.size:_PREFIX.size + header_len])
+    if kind is not None and header["kind"] not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ValueError(f"{path} holds a {header['kind']!r}, expected {kind!r}")
+
+    arrays, offset = {}, _PREFIX.size + header_len
+    for spec in header["arrays"]:
+        dtype = np.dtype(spec["dtype"])
+        count = int(np.prod(spec["shape"], dtype=np.int64))
+        end = offset + count * dtype.itemsize
+        if end > len(body):
+            raise ValueError(f"{path} is truncated (array {spec['name']!r})")
+        arrays[spec["name"]] = np.frombuffer(body, dtype, count, offset).reshape(
+            spec["shape"]).copy()
+        offset = end
+    return header["kind"], header["meta"], arrays
+
+
+def nest(prefix: str, meta: dict, arrays: dict[str, np.ndarray],
+         part_meta: dict, part_arrays: dict[str, np.ndarray]) -> None:
+    """Store a part's state inside a parent's ``meta`` and ``arrays`` under ``prefix``."""
+    meta[prefix] = part_meta
+    for name, arr in part_arrays.items():
+        arrays[f"{prefix}/{name}"] = arr
+
+
+def unnest(prefix: str, meta: dict, arrays: dict[str, np.ndarray],
+           ) -> tuple[dict, dict[str, np.ndarray]]:
+    """Inverse of :func:`nest`: return the part's ``(meta, arrays)``."""
+    start = f"{prefix}/"
+    return meta[prefix], {k[len(start):]: v for k, v in arrays.items() if k.startswith(start)}
