@@ -262,7 +262,7 @@ def fetch(name: str, progress: Callable[[int, int], None] | None = None) -> Path
             raise OSError(f"download of {name} truncated: {done} of {total} bytes")
         read_hdf5(tmp, name=name)
         os.replace(tmp, target)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
         raise ConnectionError(f"could not download dataset {name!r} from {entry['url']}: "
                               f"{exc}. Are you offline? Put the file at {target} by hand "
                               "or set LEANVEC_DATA.") from None

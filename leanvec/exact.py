@@ -137,7 +137,7 @@ class FlatIndex:
                 base_sq = self._base_sq[b0:b1] if self._base_sq is not None else query_sq
                 merge_scores(scores, query_sq[q0:q1], base_sq, b0, code, heap_d, heap_i)
             finish_heaps(heap_d, heap_i)
-            rescore(queries[q0:q1], self._base, heap_i, code, k, ids[q0:q1], dists[q0:q1])
+            rescore(scored[q0:q1], self._base, heap_i, code, k, ids[q0:q1], dists[q0:q1])
         return SearchResult(ids, dists.astype(np.float32))
 
 
@@ -150,3 +150,26 @@ def exact_search(
 ) -> SearchResult:
     """Exact k-NN of ``queries`` in ``database``; see :class:`FlatIndex`."""
     return FlatIndex(metric, n_threads).fit(database).search(queries, k)
+
+
+def exact_knn_graph(
+    database: ArrayLike, k: int, metric: str = "cosine", n_threads: int | None = None
+) -> SearchResult:
+    """The ``k`` nearest *other* rows of every database row.
+
+    A row never lists itself (excluded by index, not by distance), so an exact
+    duplicate of it still appears, at distance 0. Rows with fewer than ``k`` others
+    are padded with -1 / +inf.
+    """
+    k = check_k(k)
+    index = FlatIndex(metric, n_threads).fit(database)
+    base = as_matrix(database, "database")
+    found = index.search(base, min(k + 1, index.n))
+    ids = np.full((index.n, k), -1, dtype=np.int64)
+    dists = np.full((index.n, k), np.inf, dtype=np.float32)
+    for row in range(index.n):
+        keep = found.ids[row] != row
+        kept_ids = found.ids[row][keep][:k]
+        ids[row, : kept_ids.size] = kept_ids
+        dists[row, : kept_ids.size] = found.distances[row][keep][:k]
+    return SearchResult(ids, dists)

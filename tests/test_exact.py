@@ -1,0 +1,204 @@
+"""Exact search against a float64 brute-force reference, and its error paths."""
+
+import numpy as np
+import pytest
+
+import leanvec
+from leanvec import FlatIndex, exact_knn_graph, exact_search
+
+METRICS = ["sqeuclidean", "euclidean", "inner_product", "cosine"]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_matches_float64_reference(rng, reference, metric):
+    database = rng.standard_normal((3000, 24)).astype(np.float32)
+    queries = rng.standard_normal((70, 24)).astype(np.float32)
+    result = exact_search(database, queries, 10, metric)
+    ids, dist = reference(database, queries, 10, metric)
+    assert result.ids.dtype == np.int64 and result.distances.dtype == np.float32
+    assert (result.ids == ids).mean() > 0.999
+    np.testing.assert_allclose(result.distances, dist, rtol=1e-5, atol=1e-5)
+
+
+def test_blocks_cover_the_whole_database(rng, reference, monkeypatch):
+    monkeypatch.setattr(leanvec.exact, "BASE_BLOCK", 7)
+    monkeypatch.setattr(leanvec.exact, "QUERY_BLOCK", 3)
+    database = rng.standard_normal((50, 5)).astype(np.float32)
+    queries = rng.standard_normal((11, 5)).astype(np.float32)
+    result = exact_search(database, queries, 6, "sqeuclidean")
+    np.testing.assert_array_equal(result.ids, reference(database, queries, 6, "l2")[0])
+
+
+def test_angular_alias_and_single_query_vector(rng):
+    database = rng.standard_normal((100, 8))
+    one = FlatIndex("angular").fit(database).search(database[3], 1)
+    assert one.ids.shape == (1, 1) and one.ids[0, 0] == 3
+
+
+@pytest.mark.parametrize("k", [4, 1])
+def test_k_larger_than_n_pads_with_sentinels(k):
+    # one item, dim 8, k = 4: one hit and three sentinels
+    result = exact_search(np.ones((1, 8)), np.ones((2, 8)), k, "sqeuclidean")
+    assert result.ids.shape == (2, k)
+    assert (result.ids[:, 0] == 0).all()
+    assert (result.ids[:, 1:] == -1).all() and np.isinf(result.distances[:, 1:]).all()
+
+
+@pytest.mark.parametrize("k", [63, 65, 100])
+def test_batch_equals_single_and_only_inserted_ids(rng, k):
+    database = rng.standard_normal((65, 768)).astype(np.float32)
+    queries = rng.standard_normal((5, 768)).astype(np.float32)
+    index = FlatIndex("cosine").fit(database)
+    batch = index.search(queries, k)
+    for row, query in enumerate(queries):
+        single = index.search(query, k)
+        np.testing.assert_array_equal(single.ids[0], batch.ids[row])
+        np.testing.assert_array_equal(single.distances[0], batch.distances[row])
+    valid = batch.ids >= 0
+    assert set(batch.ids[valid].tolist()) <= set(range(65))
+    assert valid.sum(axis=1).tolist() == [min(k, 65)] * 5
+    assert not np.isnan(batch.distances).any()
+
+
+@pytest.mark.parametrize("n_queries", [0, 1, 19, 20])
+def test_query_counts_including_zero(rng, n_queries):
+    index = FlatIndex("euclidean").fit(rng.standard_normal((30, 4)))
+    result = index.search(np.zeros((n_queries, 4)), 5)
+    assert result.ids.shape == (n_queries, 5) and result.distances.shape == (n_queries, 5)
+
+
+def test_knn_graph_excludes_self_but_keeps_duplicates():
+    x = np.array([[0, 1], [0, 1], [-1, 2], [5, 7], [-3, 2], [9, 9]], dtype=np.float32)
+    graph = exact_knn_graph(x, 3, "sqeuclidean")
+    for row in range(6):
+        assert row not in graph.ids[row]
+    assert graph.ids[0, 0] == 1 and graph.distances[0, 0] == 0.0
+    assert graph.ids[1, 0] == 0 and graph.distances[1, 0] == 0.0
+
+
+def test_zero_vectors_under_cosine(rng):
+    database = np.vstack([rng.standard_normal((2000, 32)), np.zeros((100, 32))])
+    index = FlatIndex("cosine").fit(database)
+    result = index.search(database, 1)
+    assert not np.isnan(result.distances).any()
+    np.testing.assert_array_equal(result.ids[:2000, 0], np.arange(2000))
+    # a zero vector is at distance exactly 1 from everything
+    zero = index.search(np.zeros(32), 3)
+    np.testing.assert_array_equal(zero.distances, 1.0)
+
+
+def test_query_scaling_does_not_change_cosine_results(rng, reference):
+    database = rng.standard_normal((100, 8)).astype(np.float32)
+    q = rng.standard_normal((1, 8)).astype(np.float32)
+    index = FlatIndex("cosine").fit(database)
+    base = index.search(q, 10)
+    ids, dist = reference(database, q, 10, "cosine")
+    for scale in (10.0, 0.1):
+        scaled = index.search(q * scale, 10)
+        np.testing.assert_array_equal(scaled.ids, base.ids)
+        np.testing.assert_allclose(scaled.distances, base.distances, atol=1e-7)
+    np.testing.assert_array_equal(base.ids, ids)
+    np.testing.assert_allclose(base.distances, dist, atol=1e-6)
+
+
+def test_duplicates_are_at_exactly_zero_and_within_range(rng):
+    database = np.vstack([np.tile(rng.standard_normal(16), (50, 1)),
+                          rng.standard_normal((950, 16))]).astype(np.float32)
+    result = exact_search(database, database[:60], 5, "cosine")
+    assert result.distances.min() >= 0.0 and result.distances.max() <= 2.0
+    np.testing.assert_array_equal(result.distances[:50], 0.0)
+    assert (result.ids[:50] < 50).all()
+
+
+def test_uint8_input_is_cast_exactly():
+    x = np.array([[0, 0, 1], [0, 1, 2], [1, 2, 3]], dtype=np.uint8)
+    result = exact_search(x, x, 3, "sqeuclidean")
+    expected = np.array([[0, 2, 9], [2, 0, 3], [9, 3, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(np.take_along_axis(expected, result.ids, 1),
+                                  result.distances)
+    np.testing.assert_array_equal(result.distances, np.sort(expected, axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int64])
+def test_other_dtypes_match_float32(rng, dtype):
+    x = (rng.standard_normal((100, 8)) * 10).astype(dtype)
+    as32 = exact_search(x.astype(np.float32), x[:10].astype(np.float32), 5, "cosine")
+    other = exact_search(x, x[:10], 5, "cosine")
+    np.testing.assert_array_equal(other.ids, as32.ids)
+    listed = exact_search(x.tolist(), x[:10].tolist(), 5, "cosine")
+    np.testing.assert_array_equal(listed.ids, as32.ids)
+
+
+def test_non_contiguous_input(rng, reference):
+    big = rng.standard_normal((200, 16)).astype(np.float32)
+    database, queries = big[::2, ::2], big[1::20, ::2]
+    result = exact_search(database, queries, 4, "euclidean")
+    np.testing.assert_array_equal(result.ids, reference(database, queries, 4, "euclidean")[0])
+
+
+def test_add_appends(rng, reference):
+    a, b = rng.standard_normal((40, 6)), rng.standard_normal((30, 6))
+    index = FlatIndex("sqeuclidean").fit(a)
+    np.testing.assert_array_equal(index.add(b), np.arange(40, 70))
+    result = index.search(b[:5], 1)
+    np.testing.assert_array_equal(result.ids[:, 0], np.arange(40, 45))
+    assert len(index) == 70 and index.bytes_per_vector == 6 * 4 + 4
+
+
+def test_n_threads_is_restored(rng):
+    import numba
+
+    before = numba.get_num_threads()
+    exact_search(rng.standard_normal((20, 3)), rng.standard_normal((2, 3)), 2, n_threads=1)
+    assert numba.get_num_threads() == before
+
+
+# ------------------------------------------------------------------ errors
+def test_nan_row_is_named(rng):
+    x = rng.standard_normal((1000, 16))
+    x[500, 3] = np.nan
+    with pytest.raises(ValueError, match="row 500"):
+        FlatIndex("sqeuclidean").fit(x)
+    index = FlatIndex("sqeuclidean").fit(rng.standard_normal((10, 16)))
+    q = np.zeros((2, 16))
+    q[1, 0] = np.inf
+    with pytest.raises(ValueError, match="queries .*row 1"):
+        index.search(q, 1)
+
+
+def test_dimension_mismatch_names_both_widths(rng):
+    index = FlatIndex("sqeuclidean").fit(rng.standard_normal((1000, 50)))
+    with pytest.raises(ValueError, match="1 features per row, but 50"):
+        index.search(np.array([[0.0], [1.0]]), 1)
+
+
+@pytest.mark.parametrize("k, error", [(0, ValueError), (-3, ValueError),
+                                      (2.5, TypeError), (True, TypeError)])
+def test_bad_k(rng, k, error):
+    index = FlatIndex().fit(rng.standard_normal((5, 3)))
+    with pytest.raises(error, match="k must be"):
+        index.search(np.ones(3), k)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (np.zeros((0, 4)), ValueError, "empty"),
+    (np.zeros((3, 0)), ValueError, "0 features"),
+    (np.zeros((2, 3, 4)), ValueError, "2-d"),
+    (np.array([["a", "b"]]), TypeError, "real numbers"),
+    (np.ones((2, 2), dtype=complex), TypeError, "real numbers"),
+    (np.ones((2, 2), dtype=bool), TypeError, "real numbers"),
+    (np.full((2, 2), 1e300), ValueError, "float32 range"),
+])
+def test_bad_database(bad, error, match):
+    with pytest.raises(error, match=match):
+        FlatIndex().fit(bad)
+
+
+def test_unknown_metric_lists_valid_ones():
+    with pytest.raises(ValueError, match="'cosine'.*got 'hamming'"):
+        FlatIndex("hamming")
+
+
+def test_search_before_fit():
+    with pytest.raises(ValueError, match="call fit"):
+        FlatIndex().search(np.ones((1, 3)), 1)
