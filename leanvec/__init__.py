@@ -3,7 +3,7 @@
 from . import datasets
 from ._result import SearchResult
 from .evaluation import annb_recall_at_k, recall_at_k, time_queries
-from .exact import FlatIndex, exact_search
+from .exact import FlatIndex, exact_knn_graph, exact_search
 
 __version__ = "0.1.0"
 
@@ -12,6 +12,7 @@ __all__ = [
     "SearchResult",
     "annb_recall_at_k",
     "datasets",
+    "exact_knn_graph",
     "exact_search",
     "recall_at_k",
     "time_queries",
