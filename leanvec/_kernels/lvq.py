@@ -1,0 +1,308 @@
+"""LVQ distance kernels: a float32 query against per-vector scalar-quantized codes.
+
+Storage (see :mod:`leanvec.lvq`): a vector ``x`` of ``dim`` values is stored
+relative to a global ``mean`` as ``xhat_j = mean_j + step * c_j + bias`` with
+integer codes ``c_j`` in ``[0, 2**bits - 1]``. 8-bit codes take one byte each;
+4-bit codes pack two a byte, coordinate ``2 i`` in the low nibble of byte ``i`` and
+``2 i + 1`` in the high nibble (an odd ``dim`` leaves the last high nibble 0).
+
+A second level adds ``delta * r_j - step / 2`` with ``delta = step / (2**rbits - 1)``
+and residual codes ``r_j`` packed the same way.
+
+Every per-vector kernel works on the *centred* reconstruction
+``xc_j = step * c_j + bias (+ delta * r_j - step / 2)``; the caller adds the mean
+terms:
+
+- inner product: ``<q, xhat> = <q, mean> + lvq*_ip(q, ...)``, with ``<q, mean>``
+  computed once per query;
+- squared L2: ``||q - xhat||^2 = lvq*_l2(q - mean, ...)``, with the query centred
+  once per query;
+- cosine: normalise the database before encoding and the query once, then use the
+  inner product (distance ``1 - <q, xhat>``).
+
+Steps and biases are float16 in storage; pass them as float32 scalars (the Python
+layer keeps float32 copies, already multiplied by the quantizer's ``scale``).
+All kernels accumulate in float32 and return a float32-precision Python float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import FASTMATH
+from .topk import NO_ID, heap_push, heap_sort_inplace
+
+# Distance kinds understood by the batch kernels.
+KIND_IP = 0  # distance = -(offset[q] + <q, xc>)
+KIND_L2 = 1  # distance = ||q - xc||^2 (queries already centred)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code(codes, j, bits):
+    """Code of coordinate ``j`` in a row of 8-bit or packed 4-bit codes."""
+    if bits == 8:
+        return np.float32(codes[j])
+    b = codes[j >> 1]
+    if j & 1:
+        return np.float32(b >> 4)
+    return np.float32(b & 15)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq8_ip(query, codes, step, bias):
+    """Inner product of a query with one centred 8-bit LVQ vector.
+
+    Parameters
+    ----------
+    query : array of shape (dim,), float32
+    codes : array of shape (dim,), uint8
+    step, bias : float32
+
+    Returns
+    -------
+    float
+        ``step * sum_j q_j c_j + bias * sum_j q_j`` (add ``<q, mean>`` for ``<q, xhat>``).
+    """
+    qc = np.float32(0.0)
+    qs = np.float32(0.0)
+    for j in range(query.shape[0]):
+        qc += query[j] * np.float32(codes[j])
+        qs += query[j]
+    return step * qc + bias * qs
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq4_ip(query, codes, step, bias):
+    """Inner product of a query with one centred 4-bit LVQ vector.
+
+    Parameters
+    ----------
+    query : array of shape (dim,), float32
+    codes : array of shape (ceil(dim / 2),), uint8
+        Two codes a byte, even coordinates in the low nibble.
+    step, bias : float32
+
+    Returns
+    -------
+    float
+        ``step * sum_j q_j c_j + bias * sum_j q_j``.
+    """
+    dim = query.shape[0]
+    half = dim // 2
+    qc = np.float32(0.0)
+    qs = np.float32(0.0)
+    for i in range(half):
+        b = codes[i]
+        q0 = query[2 * i]
+        q1 = query[2 * i + 1]
+        qc += q0 * np.float32(b & 15) + q1 * np.float32(b >> 4)
+        qs += q0 + q1
+    if dim & 1:
+        qc += query[dim - 1] * np.float32(codes[half] & 15)
+        qs += query[dim - 1]
+    return step * qc + bias * qs
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq8_l2(query, codes, step, bias):
+    """Squared L2 distance from a centred query to one centred 8-bit LVQ vector.
+
+    Parameters
+    ----------
+    query : array of shape (dim,), float32
+        The query minus the quantizer's mean.
+    codes : array of shape (dim,), uint8
+    step, bias : float32
+
+    Returns
+    -------
+    float
+        ``sum_j (q_j - step c_j - bias)^2``.
+    """
+    acc = np.float32(0.0)
+    for j in range(query.shape[0]):
+        d = query[j] - bias - step * np.float32(codes[j])
+        acc += d * d
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq4_l2(query, codes, step, bias):
+    """Squared L2 distance from a centred query to one centred 4-bit LVQ vector.
+
+    Parameters
+    ----------
+    query : array of shape (dim,), float32
+        The query minus the quantizer's mean.
+    codes : array of shape (ceil(dim / 2),), uint8
+    step, bias : float32
+
+    Returns
+    -------
+    float
+        ``sum_j (q_j - step c_j - bias)^2``.
+    """
+    dim = query.shape[0]
+    half = dim // 2
+    acc = np.float32(0.0)
+    for i in range(half):
+        b = codes[i]
+        d0 = query[2 * i] - bias - step * np.float32(b & 15)
+        d1 = query[2 * i + 1] - bias - step * np.float32(b >> 4)
+        acc += d0 * d0 + d1 * d1
+    if dim & 1:
+        d = query[dim - 1] - bias - step * np.float32(codes[half] & 15)
+        acc += d * d
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq_residual_ip(query, codes, residual, step, bias, bits, residual_bits):
+    """Inner product of a query with one centred two-level LVQ vector.
+
+    Parameters
+    ----------
+    query : array of shape (dim,), float32
+    codes : array of shape (ceil(bits * dim / 8),), uint8
+    residual : array of shape (ceil(residual_bits * dim / 8),), uint8
+    step, bias : float32
+    bits, residual_bits : int
+        4 or 8 each.
+
+    Returns
+    -------
+    float
+        ``sum_j q_j (step c_j + bias + delta r_j - step / 2)`` with
+        ``delta = step / (2**residual_bits - 1)``.
+    """
+    delta = step / np.float32((1 << residual_bits) - 1)
+    qc = np.float32(0.0)
+    qr = np.float32(0.0)
+    qs = np.float32(0.0)
+    for j in range(query.shape[0]):
+        q = query[j]
+        qc += q * _code(codes, j, bits)
+        qr += q * _code(residual, j, residual_bits)
+        qs += q
+    return step * qc + delta * qr + (bias - np.float32(0.5) * step) * qs
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq_residual_l2(query, codes, residual, step, bias, bits, residual_bits):
+    """Squared L2 distance from a centred query to one centred two-level LVQ vector.
+
+    Parameters
+    ----------
+    query : array of shape (dim,), float32
+        The query minus the quantizer's mean.
+    codes, residual, step, bias, bits, residual_bits
+        As in :func:`lvq_residual_ip`.
+
+    Returns
+    -------
+    float
+        ``sum_j (q_j - step c_j - bias - delta r_j + step / 2)^2``.
+    """
+    delta = step / np.float32((1 << residual_bits) - 1)
+    shift = bias - np.float32(0.5) * step
+    acc = np.float32(0.0)
+    for j in range(query.shape[0]):
+        x = step * _code(codes, j, bits) + delta * _code(residual, j, residual_bits)
+        d = query[j] - shift - x
+        acc += d * d
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq_distance(query, offset, codes, residual, step, bias, bits, residual_bits, kind):
+    """Distance of one query to one LVQ vector, picking the kernel by its arguments.
+
+    ``kind`` is :data:`KIND_IP` (returns ``-(offset + <q, xc>)``, with ``offset`` the
+    query's ``<q, mean>``) or :data:`KIND_L2` (returns ``||q - xc||^2`` for a centred
+    query; ``offset`` unused). ``residual_bits`` 0 uses the first level only, and then
+    ``residual`` may be any (unused) uint8 row.
+    """
+    if kind == KIND_L2:
+        if residual_bits > 0:
+            return lvq_residual_l2(query, codes, residual, step, bias, bits,
+                                   residual_bits)
+        if bits == 8:
+            return lvq8_l2(query, codes, step, bias)
+        return lvq4_l2(query, codes, step, bias)
+    if residual_bits > 0:
+        ip = lvq_residual_ip(query, codes, residual, step, bias, bits, residual_bits)
+    elif bits == 8:
+        ip = lvq8_ip(query, codes, step, bias)
+    else:
+        ip = lvq4_ip(query, codes, step, bias)
+    return -(offset + ip)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def lvq_scan(queries, offsets, codes, residual, steps, biases, bits, residual_bits,
+             kind, heap_d, heap_i):
+    """Scan every LVQ vector for every query and keep per-query top-k heaps.
+
+    Parameters
+    ----------
+    queries : array of shape (n_queries, dim), float32
+        Centred for :data:`KIND_L2`, plain for :data:`KIND_IP`.
+    offsets : array of shape (n_queries,), float32
+        ``<q, mean>`` per query (used by :data:`KIND_IP` only).
+    codes : array of shape (n, ceil(bits * dim / 8)), uint8
+    residual : array of shape (n, ceil(residual_bits * dim / 8)), uint8
+        Any uint8 array with ``n`` rows when ``residual_bits`` is 0.
+    steps, biases : array of shape (n,), float32
+    bits, residual_bits, kind : int
+    heap_d : array of shape (n_queries, k), float32, filled with +inf
+    heap_i : array of shape (n_queries, k), int64, filled with ``NO_ID``
+        Updated in place; sort with ``finish_heaps`` afterwards.
+    """
+    n = codes.shape[0]
+    for q in prange(queries.shape[0]):
+        query = queries[q]
+        hd = heap_d[q]
+        hi = heap_i[q]
+        for i in range(n):
+            d = lvq_distance(query, offsets[q], codes[i], residual[i], steps[i],
+                             biases[i], bits, residual_bits, kind)
+            if d < hd[0]:
+                heap_push(hd, hi, d, i)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def lvq_candidate_distances(queries, offsets, codes, residual, steps, biases, bits,
+                            residual_bits, kind, cand_ids, out):
+    """Distances from each query to its candidate ids (re-scoring a short list).
+
+    ``cand_ids`` (n_queries, n_cand) int64 may hold -1 for missing candidates, whose
+    distance is +inf. Other arguments as in :func:`lvq_scan`; ``out`` is
+    (n_queries, n_cand) float32, written in place.
+    """
+    for q in prange(queries.shape[0]):
+        for c in range(cand_ids.shape[1]):
+            i = cand_ids[q, c]
+            if i < 0:
+                out[q, c] = np.inf
+                continue
+            out[q, c] = lvq_distance(queries[q], offsets[q], codes[i], residual[i],
+                                     steps[i], biases[i], bits, residual_bits, kind)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sort_candidates(cand_d, cand_ids, k, out_d, out_ids):
+    """Keep the best ``k`` of each row of (distance, id) candidates, ascending.
+
+    Ids of -1 are skipped; missing slots get id -1 and distance +inf.
+    """
+    for q in prange(cand_d.shape[0]):
+        hd = np.full(k, np.inf, dtype=np.float32)
+        hi = np.full(k, NO_ID, dtype=np.int64)
+        for c in range(cand_d.shape[1]):
+            if cand_ids[q, c] >= 0:
+                heap_push(hd, hi, cand_d[q, c], cand_ids[q, c])
+        heap_sort_inplace(hd, hi)
+        for c in range(k):
+            out_ids[q, c] = -1 if hi[c] == NO_ID else hi[c]
+            out_d[q, c] = np.inf if hi[c] == NO_ID else hd[c]
