@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FlatIndex",
+    "LeanVec",
     "SearchResult",
     "annb_recall_at_k",
     "datasets",
