@@ -4,6 +4,7 @@ from . import datasets
 from ._result import SearchResult
 from .evaluation import annb_recall_at_k, recall_at_k, time_queries
 from .exact import FlatIndex, exact_knn_graph, exact_search
+from .projection import LeanVec
 
 __version__ = "0.1.0"
 
