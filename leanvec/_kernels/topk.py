@@ -63,24 +63,38 @@ def merge_scores(scores, query_sq, base_sq, offset, metric, heap_d, heap_i):
     For row q and column j of ``scores`` (= <q, x_j>), the distance is
     ||q||^2 + ||x_j||^2 - 2 <q, x_j> for L2 metrics, -<q, x_j> for inner product and
     1 - <q, x_j> for cosine (rows already unit length). Database ids are
-    ``offset + j``.
+    ``offset + j``. The worst kept distance is held in a local so the scan is a
+    compare per score; the heap is touched only when a score may enter it.
     """
     n_queries, n_block = scores.shape
+    l2 = metric == SQEUCLIDEAN or metric == EUCLIDEAN
     for q in prange(n_queries):
         hd = heap_d[q]
         hi = heap_i[q]
-        for j in range(n_block):
-            s = scores[q, j]
-            if metric == SQEUCLIDEAN or metric == EUCLIDEAN:
-                d = query_sq[q] + base_sq[j] - 2.0 * s
-                if d < 0.0:
-                    d = 0.0
-            elif metric == INNER_PRODUCT:
-                d = -s
-            else:
-                d = 1.0 - s
-            if d < hd[0] or (d == hd[0] and offset + j < hi[0]):
-                heap_push(hd, hi, d, offset + j)
+        row = scores[q]
+        worst = hd[0]
+        if l2:
+            qsq = query_sq[q]
+            for j in range(n_block):
+                d = qsq + base_sq[j] - 2.0 * row[j]
+                if d <= worst:
+                    heap_push(hd, hi, max(d, np.float32(0.0)), offset + j)
+                    worst = hd[0]
+        else:
+            # scores only: skip 64-wide chunks whose best score cannot enter the heap
+            shift = np.float32(1.0) if metric == COSINE else np.float32(0.0)
+            for c0 in range(0, n_block, 64):
+                c1 = min(c0 + 64, n_block)
+                best = row[c0]
+                for j in range(c0 + 1, c1):
+                    best = max(best, row[j])
+                if shift - best > worst:
+                    continue
+                for j in range(c0, c1):
+                    d = shift - row[j]
+                    if d <= worst:
+                        heap_push(hd, hi, d, offset + j)
+                        worst = hd[0]
 
 
 @njit(cache=True, nogil=True)
