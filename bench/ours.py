@@ -1,0 +1,103 @@
+"""Adapters for leanvec's own indexes (each skipped when its class is absent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .adapters import Adapter, register
+
+
+class _LeanvecAdapter(Adapter):
+    """Shared plumbing: thread bounds around every call into leanvec."""
+
+    requires = ("numba",)
+
+    def _threads(self) -> Any:
+        from leanvec._threads import limit_threads
+
+        return limit_threads(self.n_threads)
+
+    def _result_ids(self, result: Any) -> NDArray[np.int64]:
+        return np.asarray(result.ids, dtype=np.int64)
+
+    def index_bytes(self) -> int | None:
+        per_vector = getattr(self.index, "bytes_per_vector", None)
+        return None if per_vector is None else int(per_vector) * self.n
+
+
+@register
+class LeanvecFlat(_LeanvecAdapter):
+    """``leanvec.FlatIndex``: exact search, the reference every recall is checked on."""
+
+    name = "leanvec-flat"
+    requires_leanvec = ("FlatIndex",)
+
+    def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
+        import leanvec
+
+        with self._threads():
+            self.index = leanvec.FlatIndex(metric=self.metric).fit(database)
+
+    def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
+        with self._threads():
+            return self._result_ids(self.index.search(queries, k))
+
+
+@register
+class LeanvecIndex(_LeanvecAdapter):
+    """``leanvec.Index``: LeanVec projection, quantized primary, graph, re-ranking.
+
+    ``train_queries`` are the dataset's learn queries when ``ood`` is true (the
+    LeanVec-OOD fit) and absent otherwise (LeanVec-ID).
+    """
+
+    name = "leanvec-index"
+    requires_leanvec = ("Index",)
+    build_params = {"leanvec_dims": 160, "primary": "lvq8", "secondary": "float16",
+                    "degree": 32, "ood": True}
+    query_params = {"window": 40, "rerank": None}
+
+    def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
+        import leanvec
+
+        args = dict(self.build_args)
+        train = learn_queries if args.pop("ood") else None
+        args["leanvec_dims"] = min(int(args["leanvec_dims"]), database.shape[1])
+        self.index = leanvec.Index(metric=self.metric, n_threads=self.n_threads, **args)
+        with self._threads():
+            self.index.fit(database, train_queries=train)
+
+    def set_threads(self, n_threads: int | None) -> None:
+        super().set_threads(n_threads)
+        if hasattr(self, "index") and hasattr(self.index, "n_threads"):
+            self.index.n_threads = n_threads
+
+    def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
+        args = {key: value for key, value in self.query_args.items() if value is not None}
+        with self._threads():
+            return self._result_ids(self.index.search(queries, k, **args))
+
+
+@register
+class LeanvecCompressed(_LeanvecAdapter):
+    """``leanvec.CompressedIndex``: an exhaustive scan over quantized codes."""
+
+    name = "leanvec-compressed"
+    requires_leanvec = ("CompressedIndex",)
+    build_params: dict[str, Any] = {}
+    query_params: dict[str, Any] = {}
+
+    def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
+        import leanvec
+
+        self.index = leanvec.CompressedIndex(metric=self.metric, **self.build_args)
+        with self._threads():
+            self.index.fit(database)
+
+    def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
+        args = {key: value for key, value in self.query_args.items() if value is not None}
+        with self._threads():
+            return self._result_ids(self.index.search(queries, k, **args))
