@@ -12,12 +12,14 @@ import numbers
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 import numpy as np
+import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import as_matrix, check_metric, check_positive_int, normalize_rows
+from ._validation import as_matrix, check_metric, check_positive_int
 from .persistence import load_state, save_state
 
 logger = logging.getLogger(__name__)
@@ -29,9 +31,11 @@ DEFAULT_SOLVER = "whitened"
 STATE_KIND = "leanvec.LeanVec"
 
 # Rows per matrix product when forming second moments or transforming a database.
-_BLOCK = 8192
+_BLOCK = 16384
 # Eigenvalues below this fraction of the largest are treated as zero (pseudo-inverse).
 _EIG_FLOOR = 1e-10
+# Cholesky is trusted when its smallest pivot^2 exceeds this share of max(diag K).
+_CHOL_FLOOR = 1e-9
 # Mixing weights tried by the eigenvector search before its golden-section refinement.
 _BETA_GRID = np.linspace(0.0, 1.0, 11)
 _GOLDEN_STEPS = 8
@@ -41,25 +45,41 @@ _L2_METRICS = ("sqeuclidean", "euclidean")
 # ---------------------------------------------------------------- second moments
 def _prepare(x: NDArray[np.float32], metric: str) -> NDArray[np.float32]:
     """Rows as the projection sees them: unit norm under cosine, else unchanged."""
-    return normalize_rows(x) if metric == "cosine" else x
+    if metric != "cosine":
+        return x
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return x * scale[:, None]
 
 
-def _second_moment(x: NDArray[np.float32], mean: NDArray[np.float32]) -> NDArray:
-    """Return ``(x - mean)^T (x - mean) / n`` in float64, from float32 row blocks.
+def _mean(x: NDArray[np.float32], metric: str) -> NDArray[np.float32]:
+    """Mean of the prepared rows of ``x`` (float32), accumulated in float64."""
+    acc = np.zeros(x.shape[1], dtype=np.float64)
+    for start in range(0, x.shape[0], _BLOCK):
+        acc += _prepare(x[start:start + _BLOCK], metric).sum(axis=0, dtype=np.float64)
+    return (acc / x.shape[0]).astype(np.float32)
+
+
+def _second_moment(x: NDArray[np.float32], mean: NDArray[np.float32],
+                   metric: str) -> NDArray:
+    """Return ``(p - mean)^T (p - mean) / n`` in float64, ``p`` the prepared rows.
 
     Parameters
     ----------
     x : array of shape (n, dim), float32
     mean : array of shape (dim,), float32
+    metric : str
+        Rows are scaled to unit norm block by block under ``"cosine"``.
 
     Returns
     -------
-    array of shape (dim, dim), float64
+    array of shape (dim, dim), float64, symmetric
     """
     dim = x.shape[1]
     acc = np.zeros((dim, dim), dtype=np.float64)
     for start in range(0, x.shape[0], _BLOCK):
-        block = x[start:start + _BLOCK] - mean
+        block = _prepare(x[start:start + _BLOCK], metric)
+        block = block - mean if mean.any() else block
         acc += block.T @ block
     acc /= x.shape[0]
     return (acc + acc.T) / 2
@@ -105,32 +125,55 @@ def ood_loss(k_x: NDArray, k_q: NDArray, a: NDArray, b: NDArray) -> float:
 def _fit_whitened(k_x: NDArray, k_q: NDArray, d: int) -> tuple[NDArray, NDArray, NDArray]:
     """Closed-form minimiser of the OOD loss over all rank-``d`` pairs ``(A, B)``.
 
-    With factors ``R_Q^T R_Q = K_Q`` and ``R_X^T R_X = K_X`` (from the eigenvectors,
-    eigenvalues under a relative floor dropped) and ``R_Q R_X^T = U S V^T``:
-    ``A = R_Q^+ U_d S_d^(1/2)`` and ``B = R_X^+ V_d S_d^(1/2)``. Returns ``A``, ``B``
-    and all squared singular values ``S^2`` (the captured loss per column).
+    With a factor ``R^T R = K_X`` (Cholesky, or eigenvectors when ``K_X`` is
+    singular) and the top eigenpairs ``(S^2, V)`` of ``R K_Q R^T`` (the right
+    singular pairs of ``K_Q^(1/2) R^T``): ``B = R^+ V_d S_d^(1/2)`` and
+    ``A = R^T V_d S_d^(-1/2) = K_X B S_d^(-1)``, so ``A B^T`` is the best rank-``d``
+    approximation in the loss. Returns ``A``, ``B`` (dim, d) and ``S_d^2``, the loss
+    each column captures. Columns whose ``S^2`` is below a relative floor are zero.
     """
-    r_q, pinv_q = _root_factors(k_q)
-    r_x, pinv_x = _root_factors(k_x)
-    u, s, vt = np.linalg.svd(r_q @ r_x.T, full_matrices=False)
-    rank = min(d, s.size)
-    root = np.sqrt(s[:rank])
-    a = np.zeros((k_q.shape[0], d))
+    factor, solve = _root_factor(k_x)
+    inner = factor @ k_q @ factor.T
+    inner = (inner + inner.T) / 2
+    rank = min(d, inner.shape[0])
+    gains, vectors = _top_eigh(inner, rank)
+    keep = gains > _EIG_FLOOR * max(gains[0], np.finfo(float).tiny)
+    s = np.sqrt(np.where(keep, gains, 1.0))
+    a = np.zeros((k_x.shape[0], d))
     b = np.zeros((k_x.shape[0], d))
-    a[:, :rank] = pinv_q @ (u[:, :rank] * root)
-    b[:, :rank] = pinv_x @ (vt[:rank].T * root)
-    return a, b, s**2
+    a[:, :rank] = factor.T @ (vectors * np.where(keep, 1.0 / np.sqrt(s), 0.0))
+    b[:, :rank] = solve(vectors * np.where(keep, np.sqrt(s), 0.0))
+    return a, b, gains
 
 
-def _root_factors(k: NDArray) -> tuple[NDArray, NDArray]:
-    """Return ``R`` (r, dim) with ``R^T R = K`` and its pseudo-inverse (dim, r)."""
+def _top_eigh(k: NDArray, count: int) -> tuple[NDArray, NDArray]:
+    """The ``count`` largest eigenpairs of a symmetric matrix, largest first."""
+    n = k.shape[0]
+    values, vectors = scipy.linalg.eigh(k, subset_by_index=(n - count, n - 1),
+                                        driver="evr")
+    return np.maximum(values[::-1], 0.0), np.ascontiguousarray(vectors[:, ::-1])
+
+
+def _root_factor(k: NDArray) -> tuple[NDArray, Callable[[NDArray], NDArray]]:
+    """Return ``R`` (r, dim) with ``R^T R = K`` and a function applying ``R^+``.
+
+    Cholesky when ``K`` is well conditioned; otherwise eigenvectors, with
+    eigenvalues below a relative floor dropped (a pseudo-inverse root).
+    """
+    scale = max(float(np.max(np.diag(k))), np.finfo(float).tiny)
+    try:
+        lower = scipy.linalg.cholesky(k, lower=True)
+    except np.linalg.LinAlgError:
+        lower = None
+    if lower is not None and np.min(np.diag(lower)) ** 2 > _CHOL_FLOOR * scale:
+        return lower.T, partial(scipy.linalg.solve_triangular, lower, trans="T",
+                                lower=True)
     values, vectors = _eigh_desc(k)
     keep = values > _EIG_FLOOR * max(values[0], np.finfo(float).tiny)
     keep[0] = True
     root = np.sqrt(values[keep])
-    factor = root[:, None] * vectors[:, keep].T
     inverse = vectors[:, keep] / np.where(root > 0, root, 1.0)
-    return factor, inverse
+    return root[:, None] * vectors[:, keep].T, partial(np.matmul, inverse)
 
 
 def _fit_eigen(k_x: NDArray, k_q: NDArray, d: int) -> tuple[NDArray, float]:
@@ -420,19 +463,19 @@ class LeanVec:
         start = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         x, q = self._check_fit_input(database, train_queries)
-        x = _prepare(_sample_rows(x, self.sample_size, rng), self.metric)
+        x = _sample_rows(x, self.sample_size, rng)
         _check_rows(x, "database", self.leanvec_dims)
         mean = self._mean_of(x)
-        k_x = _second_moment(x, mean)
+        k_x = _second_moment(x, mean, self.metric)
 
         self._reset()
         if self.kind == "id":
             a, b = self._fit_pca(k_x)
         else:
-            q = _prepare(_sample_rows(q, self.sample_size, rng), self.metric)
+            q = _sample_rows(q, self.sample_size, rng)
             _check_rows(q, "train_queries", self.leanvec_dims)
             q_mean = mean if self.metric in _L2_METRICS else np.zeros_like(mean)
-            a, b = self._fit_ood(k_x, _second_moment(q, q_mean))
+            a, b = self._fit_ood(k_x, _second_moment(q, q_mean, self.metric))
 
         self._set_matrices(a, b, mean, x.shape[1])
         self.fit_seconds_ = time.perf_counter() - start
@@ -468,7 +511,7 @@ class LeanVec:
         """The database mean (float32), or zeros when ``center`` is off."""
         if not self.center:
             return np.zeros(x.shape[1], dtype=np.float32)
-        return x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        return _mean(x, self.metric)
 
     def _fit_pca(self, k_x: NDArray) -> tuple[NDArray, NDArray]:
         """PCA: the top eigenvectors of the database covariance, for A and B."""
@@ -524,7 +567,7 @@ class LeanVec:
         ----------
         database : array-like of shape (n, dim)
         progress : callable or None
-            Called as ``progress(rows_done, n)`` after each block of 8192 rows.
+            Called as ``progress(rows_done, n)`` after each block of 16384 rows.
 
         Returns
         -------
