@@ -1,0 +1,31 @@
+"""MBAT vector symbolic architecture: orthogonal-matrix binding and JSON vectors."""
+
+from ._flatten import RecordError
+from .core import (
+    ItemMemory,
+    Role,
+    atom,
+    atoms,
+    bind,
+    bundle,
+    make_role,
+    similarity,
+    stable_hash,
+    unbind,
+)
+from .encoder import JSONEncoder
+
+__all__ = [
+    "ItemMemory",
+    "JSONEncoder",
+    "RecordError",
+    "Role",
+    "atom",
+    "atoms",
+    "bind",
+    "bundle",
+    "make_role",
+    "similarity",
+    "stable_hash",
+    "unbind",
+]
