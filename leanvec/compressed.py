@@ -1,0 +1,282 @@
+"""Exhaustive search over compressed codes (LVQ, PQ or LR²VQ), with optional re-ranking."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._kernels.lvq import KIND_IP, KIND_L2, lvq_scan
+from ._kernels.pq import pq_scan
+from ._kernels.topk import NO_ID, finish_heaps, rescore
+from ._kernels import METRIC_CODES
+from ._result import SearchResult, empty_result
+from ._threads import limit_threads
+from ._validation import (
+    as_matrix,
+    check_k,
+    check_metric,
+    check_n_threads,
+    check_positive_int,
+    normalize_rows,
+)
+from .lvq import LVQ, LVQCodes
+from .persistence import load_state, nest, save_state, unnest
+from .pq import LR2VQ, PQ
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CompressedIndex", "make_quantizer"]
+
+_KIND = "leanvec.CompressedIndex"
+_QUERY_BLOCK = 256  # queries scanned per call (bounds PQ table memory)
+_QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
+_SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
+
+Quantizer = LVQ | PQ | LR2VQ
+
+
+def make_quantizer(spec: str | Quantizer) -> Quantizer:
+    """Return a quantizer for ``spec``.
+
+    Parameters
+    ----------
+    spec : str or quantizer
+        "lvq8", "lvq4", "lvq4x8", "lvq8x8", "lvq4x4" (two levels: first x residual
+        bits), "pq{n_bytes}", "lr2vq{n_bytes}", or an :class:`LVQ`, :class:`PQ` or
+        :class:`LR2VQ` instance (returned as is).
+    """
+    if isinstance(spec, (LVQ, PQ, LR2VQ)):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"quantizer must be a string or a quantizer, got "
+                        f"{type(spec).__name__}")
+    match = _SPEC.match(spec.lower())
+    if match is None:
+        raise ValueError(f"quantizer must look like 'lvq8', 'lvq4x8', 'pq16' or "
+                         f"'lr2vq16', got {spec!r}")
+    if match.group(1):
+        return LVQ(int(match.group(2)), int(match.group(3) or 0))
+    n_bytes = int(match.group(5))
+    return PQ(n_bytes) if match.group(4) == "pq" else LR2VQ(n_bytes)
+
+
+class CompressedIndex:
+    """Exhaustive search on compressed vectors, optionally re-scored exactly.
+
+    Every query is compared with every stored code (asymmetric distances: the
+    query stays float32); the best ``max(k, rerank)`` candidates are re-scored on
+    the full vectors when ``rerank > 0``.
+
+    Parameters
+    ----------
+    quantizer : str or quantizer
+        See :func:`make_quantizer`. An unfitted quantizer is fitted on the
+        database by :meth:`fit`; a fitted one is used as is.
+    metric : {"sqeuclidean", "euclidean", "inner_product", "cosine", "angular"}
+    rerank : int
+        Candidates re-scored on float32 vectors kept alongside the codes (adds
+        ``4 * dim`` bytes per vector); 0 keeps only the codes and returns the
+        code distances.
+    n_threads : int or None
+        Threads for batch search; None uses every core.
+
+    Notes
+    -----
+    Two-level LVQ scans with both levels. Under cosine the database and queries
+    are normalised before coding, and code distances are ``1 - <q, xhat>``
+    (``xhat`` need not be exactly unit length).
+    """
+
+    def __init__(self, quantizer: str | Quantizer = "lvq8", metric: str = "cosine",
+                 rerank: int = 0, n_threads: int | None = None) -> None:
+        self.quantizer = make_quantizer(quantizer)
+        self.metric = check_metric(metric)
+        self.rerank = check_positive_int(rerank, "rerank", minimum=0)
+        self.n_threads = check_n_threads(n_threads)
+        self.codes: LVQCodes | NDArray[np.uint8] | None = None
+        self._full: NDArray[np.float32] | None = None
+        self._constants: tuple[NDArray, NDArray] | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of database vectors."""
+        return 0 if self.codes is None else len(self.codes)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def dim(self) -> int | None:
+        """Features per vector, or None before :meth:`fit`."""
+        return self.quantizer.dim if self.codes is not None else None
+
+    @property
+    def bytes_per_vector(self) -> int:
+        """Bytes stored per vector: codes, constants and any re-ranking vectors."""
+        full = 4 * (self.dim or 0) if self._full is not None else 0
+        return self.quantizer.bytes_per_vector + full
+
+    def fit(self, database: ArrayLike, train_queries: ArrayLike | None = None,
+            ) -> CompressedIndex:
+        """Fit the quantizer (unless already fitted) and encode ``database``.
+
+        Parameters
+        ----------
+        database : array of shape (n, dim)
+        train_queries : array of shape (m, dim), optional
+            Held-out queries for LR²VQ's choice of projected dimension.
+
+        Returns
+        -------
+        CompressedIndex
+            ``self``.
+        """
+        base = as_matrix(database, "database")
+        coded = normalize_rows(base) if self.metric == "cosine" else base
+        if self.quantizer.dim is None:
+            self._fit_quantizer(coded, train_queries)
+        elif self.quantizer.dim != base.shape[1]:
+            raise ValueError(f"database has {base.shape[1]} features per row, but the "
+                             f"quantizer was fitted on {self.quantizer.dim}")
+        with limit_threads(self.n_threads):
+            self.codes = self.quantizer.encode(coded)
+        self._full = base if self.rerank else None
+        self._constants = None
+        if isinstance(self.quantizer, LVQ):
+            self._constants = self.quantizer.kernel_constants(self.codes)
+        logger.debug("CompressedIndex holds %d vectors", self.n)
+        return self
+
+    def search(self, queries: ArrayLike, k: int) -> SearchResult:
+        """Return the ``k`` nearest database vectors of each query.
+
+        Parameters
+        ----------
+        queries : array of shape (n_queries, dim)
+        k : int
+            Slots beyond the database size hold id -1 and distance +inf.
+
+        Returns
+        -------
+        SearchResult
+            ``ids`` (n_queries, k) int64, ``distances`` (n_queries, k) float32 in
+            the metric's units (exact when re-ranked, code distances otherwise).
+        """
+        if self.codes is None:
+            raise ValueError("this CompressedIndex is empty: call fit(database) first")
+        k = check_k(k)
+        queries = as_matrix(queries, "queries", self.dim, allow_empty=True)
+        if queries.shape[0] == 0:
+            return empty_result(0, k)
+        with limit_threads(self.n_threads):
+            parts = [self._search_block(queries[s:s + _QUERY_BLOCK], k)
+                     for s in range(0, queries.shape[0], _QUERY_BLOCK)]
+        return SearchResult(np.concatenate([p.ids for p in parts]),
+                            np.concatenate([p.distances for p in parts]))
+
+    # -- persistence -------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index (quantizer, codes and any full vectors) to ``path``."""
+        if self.codes is None:
+            raise ValueError("this CompressedIndex is empty: call fit(database) first")
+        meta = {"metric": self.metric, "rerank": self.rerank,
+                "quantizer": type(self.quantizer).__name__}
+        arrays: dict[str, np.ndarray] = {}
+        nest("quantizer", meta, arrays, *self.quantizer.to_state())
+        if isinstance(self.codes, LVQCodes):
+            nest("codes", meta, arrays, *self.codes.to_state())
+        else:
+            arrays["codes"] = self.codes
+        if self._full is not None:
+            arrays["full"] = self._full
+        return save_state(path, _KIND, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, n_threads: int | None = None,
+             ) -> CompressedIndex:
+        """Read an index written by :meth:`save`."""
+        _, meta, arrays = load_state(path, _KIND)
+        quantizer = _QUANTIZERS[meta["quantizer"]].from_state(
+            *unnest("quantizer", meta, arrays))
+        index = cls(quantizer, meta["metric"], meta["rerank"], n_threads)
+        if isinstance(quantizer, LVQ):
+            index.codes = LVQCodes.from_state(*unnest("codes", meta, arrays))
+            index._constants = quantizer.kernel_constants(index.codes)
+        else:
+            index.codes = arrays["codes"]
+        index._full = arrays.get("full")
+        return index
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _fit_quantizer(self, coded, train_queries) -> None:
+        if isinstance(self.quantizer, LR2VQ):
+            queries = None
+            if train_queries is not None:
+                queries = as_matrix(train_queries, "train_queries", coded.shape[1])
+                if self.metric == "cosine":
+                    queries = normalize_rows(queries)
+            self.quantizer.fit(coded, queries, metric=self.metric)
+        else:
+            self.quantizer.fit(coded)
+
+    def _kind(self) -> str:
+        return "sqeuclidean" if self.metric in ("sqeuclidean", "euclidean") else (
+            "inner_product")
+
+    def _search_block(self, queries: NDArray[np.float32], k: int) -> SearchResult:
+        keep = min(max(k, self.rerank), self.n)
+        heap_d = np.full((queries.shape[0], keep), np.inf, dtype=np.float32)
+        heap_i = np.full((queries.shape[0], keep), NO_ID, dtype=np.int64)
+        scored = normalize_rows(queries) if self.metric == "cosine" else queries
+        if isinstance(self.quantizer, LVQ):
+            self._scan_lvq(scored, heap_d, heap_i)
+        else:
+            tables, offsets = self.quantizer.search_tables(scored, self._kind())
+            pq_scan(tables, offsets, self.codes, heap_d, heap_i)
+        finish_heaps(heap_d, heap_i)
+        if self.rerank:
+            return self._rerank(queries, heap_i, k)
+        return self._as_result(heap_d, heap_i, k)
+
+    def _scan_lvq(self, queries, heap_d, heap_i) -> None:
+        lvq, codes = self.quantizer, self.codes
+        if self._kind() == "inner_product":
+            kind, offsets = KIND_IP, (queries @ lvq.mean).astype(np.float32)
+        else:
+            kind, offsets = KIND_L2, np.zeros(queries.shape[0], dtype=np.float32)
+            queries = np.ascontiguousarray(queries - lvq.mean)
+        residual = codes.residual
+        if residual is None:
+            residual = np.empty((len(codes), 0), dtype=np.uint8)
+        steps, biases = self._constants
+        lvq_scan(queries, offsets, codes.codes, residual, steps, biases, lvq.bits,
+                 lvq.residual_bits, kind, heap_d, heap_i)
+
+    def _rerank(self, queries, cand_ids, k) -> SearchResult:
+        ids = np.empty((queries.shape[0], k), dtype=np.int64)
+        dists = np.empty((queries.shape[0], k), dtype=np.float64)
+        rescore(queries, self._full, cand_ids, METRIC_CODES[self.metric], k, ids, dists)
+        return SearchResult(ids, dists.astype(np.float32))
+
+    def _as_result(self, heap_d, heap_i, k) -> SearchResult:
+        """Code distances in the metric's units, padded to ``k`` columns."""
+        dist = heap_d.astype(np.float32)
+        if self.metric == "cosine":
+            dist = np.maximum(dist + np.float32(1.0), np.float32(0.0))
+        elif self.metric == "euclidean":
+            dist = np.sqrt(np.maximum(dist, np.float32(0.0)))
+        elif self.metric == "sqeuclidean":
+            dist = np.maximum(dist, np.float32(0.0))
+        dist[heap_i < 0] = np.inf
+        out = empty_result(heap_i.shape[0], k)
+        width = min(k, heap_i.shape[1])
+        out.ids[:, :width] = heap_i[:, :width]
+        out.distances[:, :width] = dist[:, :width]
+        return out
