@@ -1,6 +1,7 @@
 """MBAT vector symbolic architecture: orthogonal-matrix binding and JSON vectors."""
 
 from ._flatten import RecordError
+from .capacity import capacity_dim, expected_accuracy
 from .core import (
     ItemMemory,
     Role,
@@ -24,6 +25,8 @@ __all__ = [
     "atoms",
     "bind",
     "bundle",
+    "capacity_dim",
+    "expected_accuracy",
     "make_role",
     "similarity",
     "stable_hash",

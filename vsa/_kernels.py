@@ -92,6 +92,28 @@ def level_codes(out: np.ndarray, rows: np.ndarray, levels: np.ndarray,
             out[i, j] *= scale
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _bind_one(x: np.ndarray, c: int, p: int, w: float, signs: np.ndarray,
+              soft: float, horner: bool, v: np.ndarray, tmp: np.ndarray) -> None:
+    """One pair of :func:`bind_rows`; ``v`` and ``tmp`` are scratch rows."""
+    dim = x.shape[1]
+    scale = np.float32(1.0 / np.sqrt(dim))
+    for j in range(dim):
+        v[j] = w * x[c, j] + (x[p, j] if horner else 0.0)
+    for r in range(signs.shape[0]):
+        for j in range(dim):
+            v[j] *= signs[r, j]
+        _hadamard(v, tmp, False)
+        for j in range(dim):
+            v[j] *= scale
+    if horner:
+        for j in range(dim):
+            x[p, j] = v[j]
+    else:
+        for j in range(dim):
+            x[p, j] += v[j] + soft * w * x[c, j]
+
+
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
 def bind_rows(x: np.ndarray, children: np.ndarray, parents: np.ndarray,
               weights: np.ndarray, signs: np.ndarray, soft: float,
@@ -103,30 +125,25 @@ def bind_rows(x: np.ndarray, children: np.ndarray, parents: np.ndarray,
     ``x[p] = Q (x[p] + w x[c])`` (one Horner step of an array). ``x`` is float32
     (n_nodes, D); parents must be distinct within one call.
     """
-    m = children.shape[0]
     dim = x.shape[1]
-    rounds = signs.shape[0]
-    scale = np.float32(1.0 / np.sqrt(dim))
-    for i in prange(m):
-        c = children[i]
-        p = parents[i]
-        w = weights[c]
+    for i in prange(children.shape[0]):
         v = np.empty(dim, dtype=np.float32)
         tmp = np.empty(dim, dtype=np.float32)
-        for j in range(dim):
-            v[j] = w * x[c, j] + (x[p, j] if horner else 0.0)
-        for r in range(rounds):
-            for j in range(dim):
-                v[j] *= signs[r, j]
-            _hadamard(v, tmp, False)
-            for j in range(dim):
-                v[j] *= scale
-        if horner:
-            for j in range(dim):
-                x[p, j] = v[j]
-        else:
-            for j in range(dim):
-                x[p, j] += v[j] + soft * w * x[c, j]
+        _bind_one(x, children[i], parents[i], weights[children[i]], signs, soft,
+                  horner, v, tmp)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def bind_rows_serial(x: np.ndarray, children: np.ndarray, parents: np.ndarray,
+                     weights: np.ndarray, signs: np.ndarray, soft: float,
+                     horner: bool) -> None:
+    """:func:`bind_rows` on one thread, for small groups (no thread start-up)."""
+    dim = x.shape[1]
+    v = np.empty(dim, dtype=np.float32)
+    tmp = np.empty(dim, dtype=np.float32)
+    for i in range(children.shape[0]):
+        _bind_one(x, children[i], parents[i], weights[children[i]], signs, soft,
+                  horner, v, tmp)
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)

@@ -15,7 +15,7 @@ from leanvec.persistence import load_state, save_state
 
 from . import _flatten as fl
 from ._leaves import _normalize, number_basis, number_levels, number_vectors, string_vectors
-from ._kernels import bind_rows
+from ._kernels import bind_rows, bind_rows_serial
 from .core import ROLE_KINDS, HadamardRole, Role, atoms, make_role, similarity
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ _CONFIG = ("dim", "seed", "roles", "soft", "string_tokens", "string_whole",
            "nonfinite", "max_array_length", "max_candidates", "log_scale")
 # Nodes encoded together: bounds the (nodes, dim) float32 work array to ~128 MiB.
 _CHUNK_BYTES = 1 << 27
+# Groups smaller than this are bound on one thread.
+_PARALLEL_ROWS = 64
 _CONST_VALUES = {"true": True, "false": False, "null": None}
 
 Progress = Callable[[int, "int | None"], None]
@@ -310,7 +312,8 @@ class JSONEncoder:
     def _add_bound(self, role: Role, group: NDArray, parent: NDArray, weight: NDArray,
                    x: NDArray) -> None:
         if isinstance(role, HadamardRole):
-            bind_rows(x, group, parent[group], weight, role.signs, self.soft, False)
+            _bind_kernel(group)(x, group, parent[group], weight, role.signs, self.soft,
+                                False)
             return
         values = x[group] * weight[group, None]
         # Parents within one key group are distinct, so fancy "+=" is safe.
@@ -326,7 +329,7 @@ class JSONEncoder:
             group = np.asarray(items[pos])
             rows = parent[group]
             if isinstance(seq, HadamardRole):
-                bind_rows(x, group, rows, weight, seq.signs, 0.0, True)
+                _bind_kernel(group)(x, group, rows, weight, seq.signs, 0.0, True)
             else:
                 x[rows] = seq.apply(x[rows] + x[group] * weight[group, None])
         if self.soft:
@@ -443,6 +446,11 @@ class JSONEncoder:
 def _schema_path(schema: str) -> str:
     # encode_values takes a path; "[]" positions of a schema read as position 0.
     return schema.replace("[]", "[0]")
+
+
+def _bind_kernel(group: NDArray) -> Callable:
+    # Small groups (deep chains, long arrays) skip the thread pool's start-up.
+    return bind_rows if group.size >= _PARALLEL_ROWS else bind_rows_serial
 
 
 def _value_of(key: tuple[int, object]) -> object:
