@@ -90,12 +90,14 @@ def test_pca_transforms_match_reference(data):
 def test_transform_database_blocks_and_progress(data):
     x, _ = data
     model = LeanVec(6).fit(x)
-    big = np.tile(x, (60, 1))  # 36 000 rows: three blocks
+    big = np.tile(x, (60, 1))  # 36 000 rows: several blocks
     calls = []
     out = model.transform_database(big, progress=lambda done, total: calls.append(
         (done, total)))
     assert out.dtype == np.float32 and out.shape == (big.shape[0], 6)
-    assert calls[-1] == (big.shape[0], big.shape[0]) and len(calls) == 3
+    assert calls[-1] == (big.shape[0], big.shape[0])
+    assert len(calls) == -(-big.shape[0] // 8192)
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
     np.testing.assert_array_equal(out[-600:], model.transform_database(x))
     assert model.transform_database(np.zeros((0, 24))).shape == (0, 6)
 
@@ -249,6 +251,15 @@ def test_sampling_is_seeded(data):
     assert not np.array_equal(one.mean, other.mean)
 
 
+def test_thread_count_does_not_change_the_result(data):
+    x, q = data
+    big, queries = np.tile(x, (30, 1)), np.tile(q, (40, 1))
+    one = LeanVec(4, kind="ood", n_threads=1).fit(big, queries)
+    two = LeanVec(4, kind="ood", n_threads=2).fit(big, queries)
+    np.testing.assert_array_equal(one.database_matrix, two.database_matrix)
+    np.testing.assert_array_equal(one.transform_database(big), two.transform_database(big))
+
+
 def test_uncentred_model_has_zero_mean(data):
     x, q = data
     model = LeanVec(4, kind="ood", center=False).fit(x, q)
@@ -324,6 +335,7 @@ def test_from_state_checks_shapes(data):
     ({"leanvec_dims": 4, "tol": 1.5}, ValueError, r"tol must be in \[0, 1\)"),
     ({"leanvec_dims": 4, "tol": "x"}, TypeError, "tol must be a real number"),
     ({"leanvec_dims": 4, "max_steps": 0}, ValueError, "max_steps must be >= 1"),
+    ({"leanvec_dims": 4, "n_threads": 0}, ValueError, "n_threads must be >= 1"),
 ])
 def test_constructor_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
