@@ -5,7 +5,7 @@ Each vector is stored relative to the global mean ``mean`` of the fitted data. W
 the float16 constants cannot overflow), one level of ``bits`` bits keeps
 
     bias = min_j xc_j (rounded down to float16)
-    step = (max_j xc_j - bias) / (2**bits - 1) (rounded up to float16; 1 if constant)
+    step = (max_j xc_j - bias) / (2**bits - 1) (rounded up to float16; 1 if 0)
     c_j  = round((xc_j - bias) / step)
 
 so ``|xc_j - (step c_j + bias)| <= step / 2``. A second level of ``residual_bits``
@@ -147,8 +147,9 @@ class LVQ:
     -----
     Encoding data far outside the fitted range (more than 16384 times the fitted
     data's largest deviation from the mean) raises ``ValueError`` instead of
-    storing infinite float16 constants. A constant vector gets step 1; its values
-    are then exact to float16 rounding of the bias (relative 2**-11 of ``scale``).
+    storing infinite float16 constants. A constant vector (after centring) whose
+    value float16 holds exactly gets step 1 and is decoded exactly; other constant
+    vectors get the tiny step that codes their float16 rounding error.
     """
 
     def __init__(self, bits: int = 8, residual_bits: int = 0) -> None:
@@ -274,7 +275,7 @@ class LVQ:
         biases = _round_f16(low, -np.inf)
         b32 = biases.astype(np.float32)
         steps = _round_f16((high - b32) / np.float32(levels), np.inf)
-        steps[high == low] = 1.0
+        steps[steps == 0] = 1.0  # a constant vector that float16 holds exactly
         s32 = steps.astype(np.float32)
 
         raw = np.rint((xc - b32[:, None]) / s32[:, None])
