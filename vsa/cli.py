@@ -151,15 +151,20 @@ def _encode_input(encoder: JSONEncoder, args: argparse.Namespace,
     def skipped(number: int, exc: Exception) -> None:
         line = state.lines[number] if number < len(state.lines) else "?"
         state.errors.append(f"{state.name}:{line}: {exc}")
-        logger.warning("%s:%s: %s", state.name, line, exc)
         state.stop = args.on_error == "stop"
 
     with _open(args.input) as source, _progress(args.input, args.no_progress) as bar:
         records = read_records(source, state, fmt, args.on_error, bar)
         chunks = list(encoder.encode_iter(records, on_error="skip", on_skip=skipped))
+    _print_errors(state)
     if not chunks:
         return np.zeros((0, encoder.dim), dtype=np.float32)
     return np.concatenate(chunks)
+
+
+def _print_errors(state: ReadState) -> None:
+    for message in state.errors:
+        print(f"json2vec: {message}", file=sys.stderr)
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -177,6 +182,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     fmt = guess_format(args.input) if args.format == "auto" else args.format
     with _open(args.input) as source, _progress(args.input, args.no_progress) as bar:
         encoder.fit(read_records(source, state, fmt, args.on_error, bar))
+    _print_errors(state)
     encoder.save(args.output)
     logger.info("fitted on %d records; saved %s", len(state.lines), args.output)
     return 1 if state.errors else 0

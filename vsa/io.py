@@ -99,7 +99,7 @@ def _read_document(source: BinaryIO, state: ReadState) -> Iterator[object]:
 
 def _report(state: ReadState, message: str) -> None:
     state.errors.append(message)
-    logger.warning("%s", message)
+    logger.debug("%s", message)
 
 
 def guess_format(path: str) -> Literal["json", "jsonl"]:

@@ -1,0 +1,135 @@
+"""json2vec: encode / fit / query / similar round trips and bad input lines."""
+
+import io
+import json
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import vsa
+from vsa import cli
+
+
+def _records(n=30):
+    return [{"name": f"item{i}", "city": ["Oslo", "Rome", "Lima"][i % 3], "size": i,
+             "tags": ["a", f"t{i}"]} for i in range(n)]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _records()), encoding="utf-8")
+    return path
+
+
+def _fit(corpus, tmp_path):
+    enc = tmp_path / "enc.lvec"
+    assert cli.main(["fit", str(corpus), "-o", str(enc), "--dim", "256"]) == 0
+    return enc
+
+
+def test_encode_then_query_round_trip(corpus, tmp_path, capsys):
+    enc = _fit(corpus, tmp_path)
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(corpus), "-o", str(out), "--encoder", str(enc)]) == 0
+    vectors = np.load(out)
+    assert vectors.shape == (30, 256) and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, vsa.JSONEncoder.load(enc).encode(_records()))
+
+    capsys.readouterr()
+    assert cli.main(["query", str(enc), str(out), "city", "--rows", "4,5", "-k", "1"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["values"][0][0] for line in lines] == ["Rome", "Lima"]
+    assert cli.main(["query", str(enc), str(out), "tags[1]", "--rows", "7"]) == 0
+    assert json.loads(capsys.readouterr().out)["values"][0][0] == "t7"
+
+
+def test_hdf5_output_and_stdin(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "v.hdf5"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(corpus.read_bytes())))
+    assert cli.main(["encode", "-", "-o", str(out), "--dim", "128"]) == 0
+    with h5py.File(out, "r") as f:
+        stored = f["vectors"][:]
+    np.testing.assert_array_equal(stored, vsa.JSONEncoder(128).encode(_records()))
+
+
+def test_json_document_input(tmp_path):
+    doc = tmp_path / "in.json"
+    doc.write_text(json.dumps(_records(5)))
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(doc), "-o", str(out), "--dim", "64"]) == 0
+    assert np.load(out).shape == (5, 64)
+
+
+def test_similar_finds_the_source_line(corpus, tmp_path, capsys):
+    enc = _fit(corpus, tmp_path)
+    capsys.readouterr()
+    query = json.dumps({"name": "item12", "city": "Oslo", "size": 12, "tags": ["a"]})
+    assert cli.main(["similar", str(enc), str(corpus), "--query", query, "-k", "3"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert hits[0]["line"] == 13 and hits[0]["similarity"] > hits[1]["similarity"]
+
+
+def _bad_corpus(tmp_path):
+    lines = [json.dumps(r) for r in _records(6)]
+    lines[2] = '{"name": oops}'
+    lines[4] = "[" * 100_000
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bad_line_stops_and_keeps_earlier_rows(tmp_path, capsys):
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(_bad_corpus(tmp_path)), "-o", str(out),
+                     "--dim", "64"]) == 1
+    assert "bad.jsonl:3:10: Expecting value" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(out), vsa.JSONEncoder(64).encode(_records(2)))
+
+
+def test_bad_lines_skipped_with_skip(tmp_path, capsys):
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(_bad_corpus(tmp_path)), "-o", str(out),
+                     "--dim", "64", "--on-error", "skip"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.jsonl:3:10" in err and "bad.jsonl:5:1: nesting too deep" in err
+    kept = [r for i, r in enumerate(_records(6)) if i not in (2, 4)]
+    np.testing.assert_array_equal(np.load(out), vsa.JSONEncoder(64).encode(kept))
+
+
+def test_record_errors_are_reported_with_line(tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"a": NaN}\n{"a": 2}\n')
+    enc = tmp_path / "enc.lvec"
+    vsa.JSONEncoder(64, nonfinite="error").save(enc)
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(path), "-o", str(out), "--encoder", str(enc)]) == 1
+    assert "in.jsonl:2: record 1: non-finite number nan" in capsys.readouterr().err
+    assert np.load(out).shape == (1, 64)
+
+
+def test_usage_errors(corpus, tmp_path, capsys):
+    assert cli.main(["encode", str(corpus), "-o", str(tmp_path / "v.txt")]) == 2
+    assert "output must end in .npy, .hdf5 or .h5" in capsys.readouterr().err
+    assert cli.main(["encode", str(corpus), "-o", str(tmp_path / "v.npy"),
+                     "--dim", "100"]) == 2
+    assert "power of two" in capsys.readouterr().err
+    enc = _fit(corpus, tmp_path)
+    np.save(tmp_path / "v.npy", np.zeros((2, 256), dtype=np.float32))
+    assert cli.main(["query", str(enc), str(tmp_path / "v.npy"), "city",
+                     "--rows", "5"]) == 2
+    assert "--rows [5] out of range: the file has 2 vectors" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["fit", str(corpus), "-o", "x", "--weight", "nonumber"])
+
+
+def test_progress_without_tqdm(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_PROGRESS_BYTES", 0)
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(corpus), "-o", str(out), "--dim", "64"]) == 0
+    monkeypatch.delitem(sys.modules, "tqdm")
+    assert cli.main(["encode", str(corpus), "-o", str(out), "--dim", "64"]) == 0
