@@ -169,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{data.name}: {len(data.database):,} vectors, {len(data.queries):,} queries, "
           f"k={args.k}, {mode}, {args.threads} query thread(s), build threads "
           f"{args.build_threads or os.cpu_count()}\n")
-    print(run_table(results))
+    print(run_table(results, args.k))
     return 0
 
 
@@ -196,7 +196,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             folder = args.output or args.results
             output = folder / f"{name}-k{args.k}-{x_axis}-{args.y_axis}.png"
         _check_writable(output.parent)
-        plot(found, output, f"{name} (k={args.k})", x_axis, args.y_axis)
+        plot(found, output, f"{name} (k={args.k})", x_axis, args.y_axis, args.k)
         print(output)
     return 0
 
@@ -204,7 +204,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     for name, found in _report_sets(args):
         print(f"### {name} (k={args.k})\n")
-        print(run_table(found) if args.points else summary_table(found, args.recall))
+        print(run_table(found, args.k) if args.points
+              else summary_table(found, args.recall))
         print()
     return 0
 

@@ -57,7 +57,7 @@ class LeanvecIndex(_LeanvecAdapter):
     name = "leanvec-index"
     requires_leanvec = ("Index",)
     build_params = {"leanvec_dims": 160, "primary": "lvq8", "secondary": "float16",
-                    "degree": 32, "ood": True}
+                    "degree": 32, "build_window": 100, "alpha": None, "ood": True}
     query_params = {"window": 40, "rerank": None}
 
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
@@ -65,7 +65,8 @@ class LeanvecIndex(_LeanvecAdapter):
 
         args = dict(self.build_args)
         train = learn_queries if args.pop("ood") else None
-        args["leanvec_dims"] = min(int(args["leanvec_dims"]), database.shape[1])
+        if args["leanvec_dims"] is not None:
+            args["leanvec_dims"] = min(int(args["leanvec_dims"]), database.shape[1])
         self.index = leanvec.Index(metric=self.metric, n_threads=self.n_threads, **args)
         with self._threads():
             self.index.fit(database, train_queries=train)
@@ -83,21 +84,30 @@ class LeanvecIndex(_LeanvecAdapter):
 
 @register
 class LeanvecCompressed(_LeanvecAdapter):
-    """``leanvec.CompressedIndex``: an exhaustive scan over quantized codes."""
+    """``leanvec.CompressedIndex``: an exhaustive scan over LVQ, PQ or LR2VQ codes
+    (``quantizer`` such as "lvq8", "lvq4x8", "pq48", "lr2vq48"), with the best
+    ``rerank`` candidates re-scored on float32 vectors when ``rerank`` > 0.
+
+    The dataset's learn queries are passed as ``train_queries`` (LR2VQ uses them).
+    """
 
     name = "leanvec-compressed"
     requires_leanvec = ("CompressedIndex",)
-    build_params: dict[str, Any] = {}
-    query_params: dict[str, Any] = {}
+    build_params = {"quantizer": "lvq8", "rerank": 0}
 
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
         import leanvec
 
-        self.index = leanvec.CompressedIndex(metric=self.metric, **self.build_args)
+        self.index = leanvec.CompressedIndex(metric=self.metric, n_threads=self.n_threads,
+                                             **self.build_args)
         with self._threads():
-            self.index.fit(database)
+            self.index.fit(database, train_queries=learn_queries)
+
+    def set_threads(self, n_threads: int | None) -> None:
+        super().set_threads(n_threads)
+        if hasattr(self, "index"):
+            self.index.n_threads = n_threads
 
     def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
-        args = {key: value for key, value in self.query_args.items() if value is not None}
         with self._threads():
-            return self._result_ids(self.index.search(queries, k, **args))
+            return self._result_ids(self.index.search(queries, k))

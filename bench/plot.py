@@ -23,7 +23,7 @@ def _log_axis(name: str) -> bool:
 
 
 def plot(results: Sequence[Result], output: str | os.PathLike, title: str,
-         x_axis: str = "recall", y_axis: str = "qps") -> Path:
+         x_axis: str = "recall", y_axis: str = "qps", k: int | None = None) -> Path:
     """Draw each index's Pareto front of ``y_axis`` against ``x_axis`` into a PNG.
 
     Parameters
@@ -35,6 +35,8 @@ def plot(results: Sequence[Result], output: str | os.PathLike, title: str,
     x_axis, y_axis : names in :data:`bench.results.AXES`
         QPS, build time and sizes use a log scale. leanvec's own indexes are drawn
         with solid lines, the peers dashed.
+    k : int, optional
+        Neighbours per query, written into the recall labels.
 
     Returns
     -------
@@ -47,6 +49,8 @@ def plot(results: Sequence[Result], output: str | os.PathLike, title: str,
 
     x_label, _, x_higher = AXES[x_axis]
     y_label, _, y_higher = AXES[y_axis]
+    if k is not None:
+        x_label, y_label = (s.replace("@k", f"@{k}") for s in (x_label, y_label))
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
     colors = plt.get_cmap("tab20").colors
     for i, (label, members) in enumerate(_groups(results).items()):

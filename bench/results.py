@@ -208,10 +208,10 @@ def _fmt(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def run_table(results: Sequence[Result]) -> str:
+def run_table(results: Sequence[Result], k: int | str = "k") -> str:
     """Markdown table with one row per measured point, in the given order."""
-    rows = ["| algorithm | query arguments | recall@k | annb recall@k | QPS | build s "
-            "| bytes/vector |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [f"| algorithm | query arguments | recall@{k} | annb recall@{k} | QPS "
+            "| build s | bytes/vector |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         rows.append(
             f"| {r.build_label} | {r.query_label or '-'} | {r.attrs['recall']:.3f} "

@@ -79,7 +79,8 @@ def test_shipped_definitions_parse_and_cover_every_adapter():
     shipped_names = {d.algorithm for d in quick} | {d.algorithm for d in full}
     real = {n for n in registry() if not n.startswith("test-")}
     assert real <= shipped_names
-    assert {d.algorithm for d in quick} == real
+    # pynndescent compiles for about 45 s per process: too slow for the quick set
+    assert {d.algorithm for d in quick} == real - {"pynndescent"}
 
 
 @pytest.mark.parametrize("text, match", [
