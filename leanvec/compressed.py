@@ -186,7 +186,7 @@ class CompressedIndex:
         if self.codes is None:
             raise ValueError("this CompressedIndex is empty: call fit(database) first")
         meta = {"metric": self.metric, "rerank": self.rerank,
-                "quantizer": type(self.quantizer).__name__}
+                "quantizer_type": type(self.quantizer).__name__}
         arrays: dict[str, np.ndarray] = {}
         nest("quantizer", meta, arrays, *self.quantizer.to_state())
         if isinstance(self.codes, LVQCodes):
@@ -202,7 +202,7 @@ class CompressedIndex:
              ) -> CompressedIndex:
         """Read an index written by :meth:`save`."""
         _, meta, arrays = load_state(path, _KIND)
-        quantizer = _QUANTIZERS[meta["quantizer"]].from_state(
+        quantizer = _QUANTIZERS[meta["quantizer_type"]].from_state(
             *unnest("quantizer", meta, arrays))
         index = cls(quantizer, meta["metric"], meta["rerank"], n_threads)
         if isinstance(quantizer, LVQ):

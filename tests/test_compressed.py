@@ -1,0 +1,143 @@
+"""The exhaustive compressed index: code distances, re-ranking, sentinels, errors."""
+
+import numpy as np
+import pytest
+
+from leanvec import LR2VQ, LVQ, PQ, CompressedIndex, recall_at_k
+from leanvec.compressed import make_quantizer
+
+METRICS = ["sqeuclidean", "euclidean", "inner_product", "cosine"]
+SPECS = ["lvq8", "lvq4", "lvq4x8", "pq4"]
+
+
+def _data(rng, n=400, dim=12):
+    return rng.standard_normal((n, dim)).astype(np.float32)
+
+
+def _quantizer(spec):
+    if spec == "lr2vq4":
+        return LR2VQ(4, dims=8, n_iter=1, kmeans_iter=3)
+    if spec == "pq4":
+        return PQ(4, n_iter=4)
+    return spec
+
+
+def _code_distances(index, queries, metric):
+    """Distances to decoded vectors in float64, in the metric's units."""
+    q = queries.astype(np.float64)
+    if metric == "cosine":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    decoded = index.quantizer.decode(index.codes).astype(np.float64)
+    if metric in ("inner_product", "cosine"):
+        dist = -(q @ decoded.T) + (1.0 if metric == "cosine" else 0.0)
+    else:
+        dist = ((q[:, None, :] - decoded[None]) ** 2).sum(-1)
+    return np.sqrt(dist) if metric == "euclidean" else dist
+
+
+@pytest.mark.parametrize("spec", SPECS + ["lr2vq4"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_code_distances_match_decoded_vectors(rng, spec, metric):
+    database, queries = _data(rng), _data(rng, 6)
+    index = CompressedIndex(_quantizer(spec), metric).fit(database)
+    result = index.search(queries, 5)
+    assert result.ids.dtype == np.int64 and result.distances.dtype == np.float32
+    ref = _code_distances(index, queries, metric)
+    got = np.take_along_axis(ref, result.ids, axis=1)
+    np.testing.assert_allclose(result.distances, got, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(result.distances, np.sort(ref, axis=1)[:, :5],
+                               rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_full_rerank_is_exact(rng, reference, spec, metric):
+    database, queries = _data(rng), _data(rng, 6)
+    index = CompressedIndex(_quantizer(spec), metric, rerank=400).fit(database)
+    result = index.search(queries, 5)
+    ids, dist = reference(database, queries, 5, metric)
+    np.testing.assert_array_equal(result.ids, ids)
+    np.testing.assert_allclose(result.distances, dist, rtol=1e-5, atol=1e-5)
+
+
+def test_lvq8_recall_is_high(rng, reference):
+    database, queries = _data(rng, 2000, 32), _data(rng, 50, 32)
+    result = CompressedIndex("lvq8", "cosine").fit(database).search(queries, 10)
+    assert recall_at_k(result.ids, reference(database, queries, 10, "cosine")[0],
+                       10) >= 0.95
+
+
+@pytest.mark.parametrize("spec", ["lvq8", "pq4"])
+def test_k_beyond_n_pads_with_sentinels(rng, spec):
+    database = _data(rng, 300, 8)
+    index = CompressedIndex(_quantizer(spec), "sqeuclidean").fit(database)
+    result = index.search(database[:2], 305)
+    assert result.ids.shape == (2, 305)
+    assert np.all(result.ids[:, 300:] == -1) and np.all(np.isinf(result.distances[:, 300:]))
+    assert sorted(result.ids[0, :300]) == list(range(300))
+    single = index.search(database[1], 305)
+    np.testing.assert_array_equal(single.ids[0], result.ids[1])
+
+
+def test_zero_queries_and_query_blocks(rng, monkeypatch):
+    import leanvec.compressed
+
+    database = _data(rng, 300, 8)
+    index = CompressedIndex("lvq8", "cosine").fit(database)
+    assert index.search(np.zeros((0, 8)), 3).ids.shape == (0, 3)
+    whole = index.search(database[:10], 3)
+    monkeypatch.setattr(leanvec.compressed, "_QUERY_BLOCK", 3)
+    np.testing.assert_array_equal(index.search(database[:10], 3).ids, whole.ids)
+
+
+def test_zero_vectors_under_cosine_give_no_nan(rng):
+    database = _data(rng, 300, 8)
+    database[:5] = 0.0
+    result = CompressedIndex("lvq8", "cosine", rerank=20).fit(database).search(
+        np.vstack([database[:2], database[10:12]]), 4)
+    assert np.isfinite(result.distances).all()
+    assert result.ids[2, 0] == 10 and result.ids[3, 0] == 11
+
+
+def test_errors_name_the_problem(rng):
+    database = _data(rng, 300, 8)
+    index = CompressedIndex("lvq8")
+    with pytest.raises(ValueError, match="call fit"):
+        index.search(database[:1], 1)
+    index.fit(database)
+    with pytest.raises(ValueError, match="2 features per row, but 8 are expected"):
+        index.search(np.zeros((1, 2)), 1)
+    bad = database[:3].copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match="row 1"):
+        index.search(bad, 1)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.search(database[:1], 0)
+    with pytest.raises(ValueError, match="quantizer must look like"):
+        make_quantizer("lvq3")
+    with pytest.raises(TypeError, match="quantizer must be a string"):
+        make_quantizer(8)
+    with pytest.raises(ValueError, match="rerank must be >= 0"):
+        CompressedIndex("lvq8", rerank=-1)
+    fitted = LVQ(8).fit(_data(rng, 10, 5))
+    with pytest.raises(ValueError, match="quantizer was fitted on 5"):
+        CompressedIndex(fitted).fit(database)
+
+
+def test_make_quantizer_parses_specs():
+    lvq = make_quantizer("lvq4x8")
+    assert isinstance(lvq, LVQ) and (lvq.bits, lvq.residual_bits) == (4, 8)
+    assert isinstance(make_quantizer("PQ16"), PQ) and make_quantizer("pq16").n_bytes == 16
+    assert isinstance(make_quantizer("lr2vq8"), LR2VQ)
+
+
+@pytest.mark.parametrize("spec", ["lvq4x8", "pq4", "lr2vq4"])
+def test_save_load_round_trip(rng, tmp_path, spec):
+    database, queries = _data(rng), _data(rng, 5)
+    index = CompressedIndex(_quantizer(spec), "inner_product", rerank=10).fit(database)
+    index.save(tmp_path / "index.lvec")
+    loaded = CompressedIndex.load(tmp_path / "index.lvec")
+    assert loaded.bytes_per_vector == index.bytes_per_vector and len(loaded) == 400
+    a, b = index.search(queries, 4), loaded.search(queries, 4)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.distances, b.distances)
