@@ -573,9 +573,16 @@ class LR2VQ:
             _check_divides(dim, self.n_bytes, "dim")
 
     def _initial_projection(self, centred, dims) -> NDArray[np.float32]:
-        """PCA to ``dims`` with eigenvalue allocation (or per block, PCA per block)."""
+        """The starting projection.
+
+        Without reduction the identity (training then starts from plain PQ, which
+        beat a PCA start on text embeddings); with reduction PCA to ``dims`` with
+        eigenvalue allocation; per block, PCA inside each block.
+        """
         if self.per_block:
             return self._block_pca(centred, dims)
+        if dims == centred.shape[1]:
+            return np.eye(dims, dtype=np.float32)
         values, vectors = _spectrum(centred)
         order = _allocate(values[:dims], self.n_bytes)
         return np.ascontiguousarray(vectors[:, :dims][:, order], dtype=np.float32)
@@ -659,7 +666,7 @@ class LR2VQ:
         return best
 
     def _sweep_recall(self, base, queries, truth, dims, kind, rng) -> float:
-        trial = LR2VQ(self.n_bytes, dims, self.per_block, n_iter=1, kmeans_iter=8,
+        trial = LR2VQ(self.n_bytes, dims, self.per_block, n_iter=2, kmeans_iter=8,
                       refine_iter=2, seed=self.seed)
         trial.mean = self.mean
         trial._train(base, dims, rng, None)
