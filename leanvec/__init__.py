@@ -5,6 +5,7 @@ from ._result import SearchResult
 from .evaluation import annb_recall_at_k, recall_at_k, time_queries
 from .compressed import CompressedIndex
 from .exact import FlatIndex, exact_knn_graph, exact_search
+from .index import Index, load
 from .lvq import LVQ
 from .pq import LR2VQ, PQ, estimate_dims
 from .projection import LeanVec
@@ -18,12 +19,14 @@ __all__ = [
     "PQ",
     "estimate_dims",
     "FlatIndex",
+    "Index",
     "LeanVec",
     "SearchResult",
     "annb_recall_at_k",
     "datasets",
     "exact_knn_graph",
     "exact_search",
+    "load",
     "recall_at_k",
     "time_queries",
 ]

@@ -1,0 +1,533 @@
+"""Vamana graph construction and best-first search over primary vectors.
+
+Primary vectors (the database after reduction, possibly quantized) are read
+through one tuple ``prim = (f32, f16, u8, steps, biases, aux)`` whatever their
+storage, so that one compiled kernel serves every kind:
+
+- ``PRIM_F32``: ``f32`` (n, d) float32 rows;
+- ``PRIM_F16``: ``f16`` (n, d) uint16 rows holding float16 bit patterns;
+- ``PRIM_LVQ8`` / ``PRIM_LVQ4``: ``u8`` rows of LVQ codes with float32 ``steps``
+  and ``biases`` (see :mod:`leanvec._kernels.lvq`); rows decode to
+  ``y_j = step * c_j + bias``.
+
+Unused arrays have zero rows. ``aux`` (n,) float32 holds a per-vector term added
+to every distance (squared norms for L2), or has length 0.
+
+Traversal distance of database row ``i`` to a prepared query ``u``::
+
+    dist_i = aux_i - c * <u, y_i> + offset
+
+with ``c`` = 1 (inner product) or 2 (L2 through ||a||^2 + ||b||^2 - 2 <a, b>) and
+``offset`` constant per query. The Python layer prepares ``u``, ``c`` and
+``offset`` for each metric and projection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT, SQEUCLIDEAN
+from .lvq import lvq4_ip, lvq8_ip
+from .topk import NO_ID, heap_push, heap_sort_inplace
+
+PRIM_F32 = 0
+PRIM_F16 = 1
+PRIM_LVQ8 = 2
+PRIM_LVQ4 = 3
+
+SEC_NONE = 0
+SEC_F32 = 1
+SEC_F16 = 2
+SEC_LVQ8 = 3
+
+# float16 bits shifted into a float32 pattern are 2**-112 too small: scale back.
+_F16_SCALE = np.float32(2.0**112)
+_HASH_MULT = 2654435761
+_EMPTY = -1
+
+
+# ------------------------------------------------------------------ decoding
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _f16_to_f32(bits, out_u32, out_f32):
+    """Decode a row of float16 bit patterns into ``out_f32`` (finite values only).
+
+    ``out_f32`` is a float32 view of ``out_u32``. Sign and magnitude bits move to
+    their float32 places; one multiplication by 2**112 fixes the exponent bias and
+    also handles subnormals.
+    """
+    for j in range(bits.shape[0]):
+        h = np.uint32(bits[j])
+        out_u32[j] = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | (
+            (h & np.uint32(0x8000)) << np.uint32(16)
+        )
+    for j in range(bits.shape[0]):
+        out_f32[j] *= _F16_SCALE
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _prim_decode(i, prim, kind, out_u32, out_f32):
+    """Write primary row ``i`` as float32 into ``out_f32`` (``y_i``, no mean)."""
+    f32, f16, u8, steps, biases, _ = prim
+    d = out_f32.shape[0]
+    if kind == PRIM_F32:
+        for j in range(d):
+            out_f32[j] = f32[i, j]
+    elif kind == PRIM_F16:
+        _f16_to_f32(f16[i], out_u32, out_f32)
+    elif kind == PRIM_LVQ8:
+        for j in range(d):
+            out_f32[j] = steps[i] * np.float32(u8[i, j]) + biases[i]
+    else:
+        for j in range(d):
+            b = u8[i, j >> 1]
+            c = (b >> 4) if (j & 1) else (b & 15)
+            out_f32[j] = steps[i] * np.float32(c) + biases[i]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_f32):
+    """Traversal distances ``aux_i - c <u, y_i> + offset`` of rows ``ids[:count]``.
+
+    Writes ``out[:count]`` (float32). The storage kind is tested once per batch,
+    not once per row: with the test inside the per-row function LLVM stopped
+    vectorizing the inner loops (measured 15x slower).
+    """
+    f32, f16, u8, steps, biases, aux = prim
+    d = u.shape[0]
+    if kind == PRIM_F32:
+        for t in range(count):
+            i = ids[t]
+            s = np.float32(0.0)
+            for j in range(d):
+                s += u[j] * f32[i, j]
+            out[t] = s
+    elif kind == PRIM_F16:
+        for t in range(count):
+            _f16_to_f32(f16[ids[t]], buf_u32, buf_f32)
+            s = np.float32(0.0)
+            for j in range(d):
+                s += u[j] * buf_f32[j]
+            out[t] = s
+    elif kind == PRIM_LVQ8:
+        for t in range(count):
+            i = ids[t]
+            out[t] = lvq8_ip(u, u8[i], steps[i], biases[i])
+    else:
+        for t in range(count):
+            i = ids[t]
+            out[t] = lvq4_ip(u, u8[i], steps[i], biases[i])
+    for t in range(count):
+        out[t] = offset - c * out[t]
+        if use_aux:
+            out[t] += aux[ids[t]]
+
+
+# --------------------------------------------------------------- visited set
+@njit(cache=True, nogil=True, inline="always")
+def _visit(table, shift, node):
+    """Insert ``node`` into an open-addressing set; True when it was new."""
+    mask = table.shape[0] - 1
+    h = ((node * _HASH_MULT) & 0xFFFFFFFF) >> shift
+    while True:
+        v = table[h]
+        if v == node:
+            return False
+        if v == _EMPTY:
+            table[h] = node
+            return True
+        h = (h + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def _grow(table, shift):
+    """Return a set twice the size holding the same nodes, and its hash shift."""
+    bigger = np.full(table.shape[0] * 2, _EMPTY, dtype=np.int32)
+    for v in table:
+        if v != _EMPTY:
+            _visit(bigger, shift - 1, v)
+    return bigger, shift - 1
+
+
+# ------------------------------------------------------------------- search
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
+                buf_d, buf_i, record):
+    """Best-first search from ``entry`` with a sorted candidate buffer.
+
+    The buffer (``buf_d``/``buf_i``, capacity ``cap`` >= ``window``) keeps the
+    closest nodes seen, ascending; the search expands the best unexpanded node
+    among the first ``window`` entries until none is left (the paper's search
+    list size L is ``window``). The visited set is a hash set sized to the work
+    done, so a query costs O(visited) whatever ``n``.
+
+    Returns
+    -------
+    size : int
+        Valid entries in the buffer.
+    exp_i, exp_d : arrays of shape (n_expanded,), int32 / float32
+        Expanded nodes and their distances when ``record`` is True (build).
+    """
+    cap = buf_d.shape[0]
+    expanded = np.zeros(cap, dtype=np.bool_)
+    buf_u32 = np.empty(u.shape[0], dtype=np.uint32)
+    buf_f32 = buf_u32.view(np.float32)
+    fresh = np.empty(max(graph.shape[1], 1), dtype=np.int32)
+    fresh_d = np.empty(fresh.shape[0], dtype=np.float32)
+    exp_n = 0
+    exp_i = np.empty(window * 2 if record else 1, dtype=np.int32)
+    exp_d = np.empty(exp_i.shape[0], dtype=np.float32)
+
+    shift = 21
+    table = np.full(1 << (32 - shift), _EMPTY, dtype=np.int32)
+    n_seen = 1
+    fresh[0] = entry
+    _visit(table, shift, fresh[0])
+    batch_dist(u, c, offset, use_aux, fresh, 1, prim, kind, fresh_d, buf_u32,
+               buf_f32)
+    buf_d[0] = fresh_d[0]
+    buf_i[0] = fresh[0]
+    size = 1
+    cur = 0
+    while True:
+        while cur < size and expanded[cur]:
+            cur += 1
+        if cur >= size or cur >= window:
+            break
+        node = buf_i[cur]
+        expanded[cur] = True
+        if record:
+            if exp_n == exp_i.shape[0]:
+                exp_i = np.concatenate((exp_i, np.empty_like(exp_i)))
+                exp_d = np.concatenate((exp_d, np.empty_like(exp_d)))
+            exp_i[exp_n] = node
+            exp_d[exp_n] = buf_d[cur]
+            exp_n += 1
+
+        # Gather the unvisited neighbours, then score them in one batch.
+        n_fresh = 0
+        for t in range(degrees[node]):
+            nb = graph[node, t]
+            if _visit(table, shift, nb):
+                fresh[n_fresh] = nb
+                n_fresh += 1
+        n_seen += n_fresh
+        if 2 * n_seen > table.shape[0]:
+            table, shift = _grow(table, shift)
+        batch_dist(u, c, offset, use_aux, fresh, n_fresh, prim, kind, fresh_d,
+                   buf_u32, buf_f32)
+
+        for t in range(n_fresh):
+            d = fresh_d[t]
+            if size == cap and d >= buf_d[size - 1]:
+                continue
+            # Insert in order; the last entry falls off a full buffer.
+            pos = size if size < cap else cap - 1
+            while pos > 0 and buf_d[pos - 1] > d:
+                pos -= 1
+            last = size if size < cap else cap - 1
+            for s in range(last, pos, -1):
+                buf_d[s] = buf_d[s - 1]
+                buf_i[s] = buf_i[s - 1]
+                expanded[s] = expanded[s - 1]
+            buf_d[pos] = d
+            buf_i[pos] = fresh[t]
+            expanded[pos] = False
+            if size < cap:
+                size += 1
+            if pos < cur:
+                cur = pos
+    return size, exp_i[:exp_n], exp_d[:exp_n]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _metric_distance(q, x, metric, qq):
+    """Distance of float32 rows ``q`` and ``x``, accumulated in float64.
+
+    cosine: 1 - <q, x> / sqrt(||q||^2 ||x||^2) clamped to [0, 2] (1 for a zero
+    vector); inner product: -<q, x>; L2: sum (q_j - x_j)^2 (square-rooted for
+    euclidean). ``qq`` is ||q||^2.
+    """
+    if metric == SQEUCLIDEAN or metric == EUCLIDEAN:
+        acc = 0.0
+        for j in range(q.shape[0]):
+            t = np.float64(q[j]) - np.float64(x[j])
+            acc += t * t
+        return np.sqrt(acc) if metric == EUCLIDEAN else acc
+    dot = 0.0
+    xx = 0.0
+    for j in range(q.shape[0]):
+        b = np.float64(x[j])
+        dot += np.float64(q[j]) * b
+        xx += b * b
+    if metric == INNER_PRODUCT:
+        return -dot
+    denom = np.sqrt(qq * xx)
+    if denom == 0.0:
+        return 1.0
+    return min(max(1.0 - dot / denom, 0.0), 2.0)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _sec_distance(q, qq, i, sec, sec_kind, metric, buf_u32, buf_f32):
+    """Distance of the original query to secondary row ``i`` in the metric's units."""
+    f32, f16, u8, steps, biases, mean = sec
+    if sec_kind == SEC_F32:
+        return _metric_distance(q, f32[i], metric, qq)
+    if sec_kind == SEC_F16:
+        _f16_to_f32(f16[i], buf_u32, buf_f32)
+    else:
+        for j in range(buf_f32.shape[0]):
+            buf_f32[j] = mean[j] + steps[i] * np.float32(u8[i, j]) + biases[i]
+    return _metric_distance(q, buf_f32, metric, qq)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
+                  cap, rerank, q, qq, sec, sec_kind, metric, final_offset, out_i,
+                  out_d):
+    """Traverse, re-score the best ``rerank`` candidates, write the best k."""
+    buf_d = np.empty(cap, dtype=np.float32)
+    buf_i = np.empty(cap, dtype=np.int32)
+    size, _, _ = beam_search(u, c, offset, use_aux, prim, kind, graph, degrees,
+                             entry, window, buf_d, buf_i, False)
+    k = out_i.shape[0]
+    hd = np.full(k, np.inf)
+    hi = np.full(k, NO_ID, dtype=np.int64)
+    sec_u32 = np.empty(q.shape[0], dtype=np.uint32)
+    sec_f32 = sec_u32.view(np.float32)
+    for t in range(min(size, rerank)):
+        i = buf_i[t]
+        if sec_kind == SEC_NONE:
+            d = np.float64(buf_d[t]) + final_offset
+            if metric != INNER_PRODUCT:
+                d = max(d, 0.0)
+            if metric == EUCLIDEAN:
+                d = np.sqrt(d)
+        else:
+            d = _sec_distance(q, qq, i, sec, sec_kind, metric, sec_u32, sec_f32)
+        heap_push(hd, hi, d, np.int64(i))
+    heap_sort_inplace(hd, hi)
+    for t in range(k):
+        if hi[t] == NO_ID:
+            out_i[t] = -1
+            out_d[t] = np.inf
+        else:
+            out_i[t] = hi[t]
+            out_d[t] = hd[t]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, window,
+                 cap, rerank, queries, qqs, sec, sec_kind, metric, final_offsets,
+                 out_i, out_d):
+    """Search every query in parallel (one query a task).
+
+    Parameters
+    ----------
+    us : array of shape (n_queries, d), float32
+        Prepared traversal queries.
+    c, offsets, use_aux
+        Distance terms of the module docstring (``offsets`` per query).
+    prim, kind : primary tuple and storage kind.
+    graph : array of shape (n, degree), int32; degrees : array of shape (n,), int32
+    entry, window, cap, rerank : int
+        Entry node, search window, buffer capacity (>= window) and re-rank depth.
+    queries : array of shape (n_queries, D), float32
+        Original queries (unit length for cosine) for re-scoring; qqs their ||q||^2.
+    sec, sec_kind : secondary tuple ``(f32, f16, u8, steps, biases, mean)``, kind.
+    metric : int
+        Metric code of :mod:`leanvec._kernels`.
+    final_offsets : array of shape (n_queries,), float64
+        Added to traversal distances when there is no secondary.
+    out_i, out_d : arrays of shape (n_queries, k), int64 / float64
+        Written in place, best first, -1 / +inf padded.
+    """
+    for q in prange(us.shape[0]):
+        _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
+                      entry, window, cap, rerank, queries[q], qqs[q], sec, sec_kind,
+                      metric, final_offsets[q], out_i[q], out_d[q])
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def search_serial(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, window,
+                  cap, rerank, queries, qqs, sec, sec_kind, metric, final_offsets,
+                  out_i, out_d):
+    """:func:`search_batch` on the calling thread: the low-latency path for few
+    queries (no thread-pool launch)."""
+    for q in range(us.shape[0]):
+        _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
+                      entry, window, cap, rerank, queries[q], qqs[q], sec, sec_kind,
+                      metric, final_offsets[q], out_i[q], out_d[q])
+
+
+# -------------------------------------------------------------------- build
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32):
+    """Prepare database row ``p`` as a traversal query; return (c, offset, use_aux).
+
+    L2 geometry: u = y_p, dist = ||y_i||^2 - 2 <u, y_i> + ||y_p||^2.
+    Inner-product geometry: u = y_p + shift, dist = -<u, y_i> - <u, shift>.
+    """
+    _prim_decode(p, prim, kind, u_u32, u_f32)
+    if ip_mode:
+        off = np.float32(0.0)
+        for j in range(u_f32.shape[0]):
+            u_f32[j] += shift[j]
+            off += u_f32[j] * shift[j]
+        return np.float32(1.0), -off, False
+    return np.float32(2.0), prim[5][p], True
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
+                 out):
+    """Robust prune (Vamana): keep at most ``degree`` diverse neighbours of ``p``.
+
+    Candidates are taken by increasing distance to ``p``; once ``k`` is kept, every
+    later candidate ``x`` with ``alpha * d(k, x) <= d(p, x)`` (L2 geometry) or
+    ``alpha * <k, x> >= <p, x>`` (inner-product geometry, where distances are
+    negated similarities) is dropped. Self and repeated ids are skipped.
+
+    Returns the number of neighbours written to ``out``.
+    """
+    order = np.argsort(cand_d, kind="mergesort")
+    n_cand = order.shape[0]
+    rem_i = np.empty(n_cand, dtype=np.int32)
+    rem_d = np.empty(n_cand, dtype=np.float32)
+    n_rem = 0
+    for o in order:
+        x = cand_i[o]
+        if x == p or (n_rem > 0 and rem_i[n_rem - 1] == x):
+            continue
+        rem_i[n_rem] = x
+        rem_d[n_rem] = cand_d[o]
+        n_rem += 1
+
+    dim = shift.shape[0]
+    u_u32 = np.empty(dim, dtype=np.uint32)
+    u_f32 = u_u32.view(np.float32)
+    buf_u32 = np.empty(dim, dtype=np.uint32)
+    buf_f32 = buf_u32.view(np.float32)
+    d_kx = np.empty(n_rem, dtype=np.float32)
+    count = 0
+    head = 0
+    while head < n_rem and count < degree:
+        x = rem_i[head]
+        head += 1
+        repeated = False
+        for t in range(count):
+            repeated = repeated or out[t] == x
+        if repeated:
+            continue
+        out[count] = x
+        count += 1
+
+        # Drop the remaining candidates that x occludes, compacting the rest.
+        rest = n_rem - head
+        c, off, use_aux = _build_query(x, prim, kind, shift, ip_mode, u_u32, u_f32)
+        batch_dist(u_f32, c, off, use_aux, rem_i[head:], rest, prim, kind, d_kx,
+                   buf_u32, buf_f32)
+        kept = head
+        for t in range(rest):
+            dpx = rem_d[head + t]
+            if ip_mode:
+                occluded = alpha * -d_kx[t] >= -dpx
+            else:
+                occluded = alpha * d_kx[t] <= dpx
+            if not occluded:
+                rem_i[kept] = rem_i[head + t]
+                rem_d[kept] = dpx
+                kept += 1
+        n_rem = kept
+    return count
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, entry,
+                 window, alpha, out_lists, out_counts):
+    """Search for each point of a batch and robust-prune its new neighbour list.
+
+    The graph is only read, so the result does not depend on the thread count.
+    Candidates are the expanded nodes of the search plus the current neighbours.
+    ``out_lists`` (batch, degree) int32 and ``out_counts`` (batch,) receive the
+    lists; the caller writes them into the graph and adds reverse edges.
+    """
+    degree = graph.shape[1]
+    dim = shift.shape[0]
+    for b in prange(points.shape[0]):
+        p = points[b]
+        u_u32 = np.empty(dim, dtype=np.uint32)
+        u_f32 = u_u32.view(np.float32)
+        c, off, use_aux = _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32)
+        buf_d = np.empty(window, dtype=np.float32)
+        buf_i = np.empty(window, dtype=np.int32)
+        _, exp_i, exp_d = beam_search(u_f32, c, off, use_aux, prim, kind, graph,
+                                      degrees, entry, window, buf_d, buf_i, True)
+        nd = degrees[p]
+        cand_i = np.empty(exp_i.shape[0] + nd, dtype=np.int32)
+        cand_d = np.empty(cand_i.shape[0], dtype=np.float32)
+        cand_i[: exp_i.shape[0]] = exp_i
+        cand_d[: exp_i.shape[0]] = exp_d
+        tmp_u32 = np.empty(dim, dtype=np.uint32)
+        tmp_f32 = tmp_u32.view(np.float32)
+        ne = exp_i.shape[0]
+        cand_i[ne:] = graph[p, :nd]
+        batch_dist(u_f32, c, off, use_aux, cand_i[ne:], nd, prim, kind, cand_d[ne:],
+                   tmp_u32, tmp_f32)
+        out_counts[b] = robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim,
+                                     kind, shift, out_lists[b])
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def add_reverse_edges(targets, starts, sources, prim, kind, shift, ip_mode,
+                      graph, degrees, alpha):
+    """Add edges ``target -> source`` for each group; prune lists that overflow.
+
+    ``targets`` are distinct, ``sources[starts[g]:starts[g + 1]]`` are the new
+    in-neighbours of ``targets[g]``. Groups touch disjoint rows, so they run in
+    parallel without changing the result.
+    """
+    degree = graph.shape[1]
+    dim = shift.shape[0]
+    for g in prange(targets.shape[0]):
+        j = targets[g]
+        nd = degrees[j]
+        cand_i = np.empty(nd + starts[g + 1] - starts[g], dtype=np.int32)
+        cand_i[:nd] = graph[j, :nd]
+        n_cand = nd
+        for s in range(starts[g], starts[g + 1]):
+            x = sources[s]
+            fresh = x != j
+            for t in range(n_cand):
+                if cand_i[t] == x:
+                    fresh = False
+                    break
+            if fresh:
+                cand_i[n_cand] = x
+                n_cand += 1
+        if n_cand <= degree:
+            graph[j, :n_cand] = cand_i[:n_cand]
+            degrees[j] = n_cand
+            continue
+
+        u_u32 = np.empty(dim, dtype=np.uint32)
+        u_f32 = u_u32.view(np.float32)
+        c, off, use_aux = _build_query(j, prim, kind, shift, ip_mode, u_u32, u_f32)
+        tmp_u32 = np.empty(dim, dtype=np.uint32)
+        tmp_f32 = tmp_u32.view(np.float32)
+        cand_d = np.empty(n_cand, dtype=np.float32)
+        batch_dist(u_f32, c, off, use_aux, cand_i, n_cand, prim, kind, cand_d,
+                   tmp_u32, tmp_f32)
+        degrees[j] = robust_prune(j, cand_i[:n_cand], cand_d, degree, alpha,
+                                  ip_mode, prim, kind, shift, graph[j])
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def decode_all(prim, kind, out):
+    """Decode every primary row into ``out`` (n, dim) float32 (``y_i``, no mean)."""
+    for i in prange(out.shape[0]):
+        tmp = np.empty(out.shape[1], dtype=np.uint32)
+        tmp_f32 = tmp.view(np.float32)
+        _prim_decode(i, prim, kind, tmp, tmp_f32)
+        out[i] = tmp_f32

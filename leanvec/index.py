@@ -1,0 +1,577 @@
+"""The leanvec index: a Vamana graph over reduced, quantized vectors, re-ranked.
+
+The database is reduced by :class:`~leanvec.LeanVec` (optional) and stored as
+*primary* vectors (float32, float16, LVQ-8 or LVQ-4); the graph is built and
+traversed on them. The best candidates are then re-scored on *secondary* vectors
+(full dimension: float32, float16 or LVQ-8) against the original query.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import persistence
+from ._kernels import METRIC_CODES
+from ._kernels import graph as kg
+from ._result import SearchResult, empty_result
+from ._threads import limit_threads
+from ._validation import (
+    as_matrix,
+    check_k,
+    check_metric,
+    check_n_threads,
+    check_positive_int,
+    normalize_rows,
+)
+from .lvq import LVQ
+from .projection import LeanVec
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Index", "load"]
+
+Primary = Literal["float32", "float16", "lvq8", "lvq4"]
+Secondary = Literal["float32", "float16", "lvq8"]
+
+STATE_KIND = "leanvec.Index"
+_PRIMARY = {"float32": kg.PRIM_F32, "float16": kg.PRIM_F16, "lvq8": kg.PRIM_LVQ8,
+            "lvq4": kg.PRIM_LVQ4}
+_SECONDARY = {None: kg.SEC_NONE, "float32": kg.SEC_F32, "float16": kg.SEC_F16,
+              "lvq8": kg.SEC_LVQ8}
+_L2 = ("sqeuclidean", "euclidean")
+_F16_MAX = 65504.0
+_PARAMS = ("metric", "leanvec_dims", "primary", "secondary", "degree",
+           "build_window", "alpha", "window", "rerank", "n_threads", "seed", "solver")
+_ARRAYS = ("p_f32", "p_f16", "p_u8", "p_steps", "p_biases", "aux", "s_f32", "s_f16",
+           "s_u8", "s_steps", "s_biases", "s_mean", "graph", "degrees", "lvq_mean",
+           "proj_shift")
+
+
+def _check_choice(value: object, name: str, choices: dict) -> object:
+    if value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {valid}; got {value!r}")
+    return value
+
+
+def _check_alpha(alpha: object) -> float | None:
+    if alpha is None:
+        return None
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a float or None, got {alpha!r}")
+    if not 0.5 <= alpha <= 2.0:
+        raise ValueError(f"alpha must lie in [0.5, 2.0], got {alpha}")
+    return float(alpha)
+
+
+def _empty(shape: tuple[int, ...], dtype: type) -> NDArray:
+    return np.zeros(shape, dtype=dtype)
+
+
+def _sq_norms(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    return np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
+
+
+def _f16_bits(x: NDArray[np.float32], name: str) -> NDArray[np.uint16]:
+    """Round to float16 and return the bit patterns, refusing values that overflow."""
+    if x.size and float(np.abs(x).max()) > _F16_MAX:
+        raise ValueError(
+            f"{name} vectors hold values beyond the float16 range ({_F16_MAX}); "
+            "use 'float32' or 'lvq8' for them"
+        )
+    return np.ascontiguousarray(x.astype(np.float16).view(np.uint16))
+
+
+class Index:
+    """Graph index over LeanVec-reduced, quantized vectors with re-ranking.
+
+    Parameters
+    ----------
+    metric : {"cosine", "angular", "inner_product", "sqeuclidean", "euclidean"}
+        Distance returned by :meth:`search` (smaller is closer).
+    leanvec_dims : int or None
+        Dimension of the primary vectors; None keeps the full dimension (no
+        LeanVec). About a third of the input dimension works well for text
+        embeddings when ``rerank`` is near 100 (docs/benchmarks/index.md).
+    primary : {"float32", "float16", "lvq8", "lvq4"}
+        Storage of the primary vectors that the graph is built and searched on.
+    secondary : {"float32", "float16", "lvq8"} or None
+        Full-dimension storage for re-scoring; None re-ranks nothing and reports
+        the primary distances (approximate when ``leanvec_dims`` is set).
+    degree : int
+        Maximum out-degree of the graph (the paper's R).
+    build_window : int
+        Search window during construction (the paper's L at build time).
+    alpha : float or None
+        Robust-prune slack of the second construction pass; None picks 1.2 for L2
+        geometry and 0.95 for inner-product geometry.
+    window : int
+        Default search window (the paper's search list size L).
+    rerank : int
+        Default number of candidates re-scored on the secondary vectors; the
+        candidate buffer holds ``max(window, rerank)`` entries.
+    n_threads : int or None
+        Threads for construction and batch search; None uses every core.
+    seed : int
+        Seed of the insertion order and of LeanVec's row sample.
+    solver : str or None
+        LeanVec-OOD solver when ``train_queries`` are given (None: its default).
+
+    Attributes
+    ----------
+    projection : LeanVec or None
+        The fitted reduction.
+
+    Notes
+    -----
+    The graph is built in two passes (alpha 1, then ``alpha``) over a seeded random
+    order, in batches whose points search the graph as it stood before the batch,
+    so the index is identical for a given seed whatever the thread count.
+    Under cosine, zero vectors have distance 1 to everything.
+    With ``leanvec_dims`` set and ``train_queries`` given, the projection is
+    LeanVec-OOD, otherwise LeanVec-ID (PCA); ``train_queries`` without
+    ``leanvec_dims`` are not used.
+    """
+
+    def __init__(
+        self,
+        metric: str = "cosine",
+        leanvec_dims: int | None = None,
+        primary: Primary = "lvq8",
+        secondary: Secondary | None = "float16",
+        degree: int = 32,
+        build_window: int = 100,
+        alpha: float | None = None,
+        window: int = 40,
+        rerank: int = 100,
+        n_threads: int | None = None,
+        seed: int = 0,
+        solver: str | None = None,
+    ) -> None:
+        self.metric = check_metric(metric)
+        if leanvec_dims is not None:
+            leanvec_dims = check_positive_int(leanvec_dims, "leanvec_dims")
+        self.leanvec_dims = leanvec_dims
+        self.primary = _check_choice(primary, "primary", _PRIMARY)
+        self.secondary = _check_choice(secondary, "secondary", _SECONDARY)
+        self.degree = check_positive_int(degree, "degree", minimum=2)
+        self.build_window = check_positive_int(build_window, "build_window")
+        self.alpha = _check_alpha(alpha)
+        self.window = check_positive_int(window, "window")
+        self.rerank = check_positive_int(rerank, "rerank")
+        self.n_threads = check_n_threads(n_threads)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
+        self.solver = solver
+        self.projection: LeanVec | None = None
+        self._dim: int | None = None
+        self._lvq: LVQ | None = None
+        self._sec_lvq: LVQ | None = None
+        self._a: dict[str, NDArray] = {}
+        self._entry = 0
+
+    # ------------------------------------------------------------ properties
+    @property
+    def n(self) -> int:
+        """Number of database vectors."""
+        return 0 if not self._a else int(self._a["degrees"].shape[0])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def dim(self) -> int | None:
+        """Features per input vector, or None before :meth:`fit`."""
+        return self._dim
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Bytes kept in memory per database vector: primaries, their constants,
+        per-vector norms, secondaries, graph lists and degrees."""
+        if not self._a:
+            return 0.0
+        return sum(arr.nbytes for name, arr in self._a.items()
+                   if name not in ("lvq_mean", "proj_shift", "s_mean")) / self.n
+
+    def set_search_params(self, window: int | None = None,
+                          rerank: int | None = None) -> None:
+        """Change the default ``window`` and/or ``rerank`` of :meth:`search`."""
+        if window is not None:
+            self.window = check_positive_int(window, "window")
+        if rerank is not None:
+            self.rerank = check_positive_int(rerank, "rerank")
+
+    # ------------------------------------------------------------ geometry
+    @property
+    def _orthonormal(self) -> bool:
+        return self.projection is None or self.projection.orthonormal
+
+    @property
+    def _build_ip(self) -> bool:
+        """Build in inner-product geometry (else L2 on the primary vectors)."""
+        return self.metric == "inner_product" or not self._orthonormal
+
+    @property
+    def _search_ip(self) -> bool:
+        """Traverse by inner product (else by L2 on the primary vectors)."""
+        return self.metric not in _L2 or not self._orthonormal
+
+    def _alpha(self) -> float:
+        if self.alpha is not None:
+            return self.alpha
+        return 0.95 if self._build_ip else 1.2
+
+    # ------------------------------------------------------------ fit / add
+    def fit(
+        self,
+        database: ArrayLike,
+        train_queries: ArrayLike | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Index:
+        """Reduce, encode and index ``database``.
+
+        Parameters
+        ----------
+        database : array-like of shape (n, dim)
+            Any real dtype; cast once to float32. NaN or infinity raise.
+        train_queries : array-like of shape (m, dim) or None
+            A sample of queries (never the test queries) for LeanVec-OOD.
+        progress : callable or None
+            Called as ``progress(done, total)`` after each batch of insertions.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            When ``leanvec_dims >= dim``, an input is empty or non-finite, or the
+            widths differ.
+        """
+        base = as_matrix(database, "database")
+        if train_queries is not None:
+            train_queries = as_matrix(train_queries, "train_queries", base.shape[1])
+        if self.leanvec_dims is not None and self.leanvec_dims >= base.shape[1]:
+            raise ValueError(
+                f"leanvec_dims must be smaller than the database's {base.shape[1]} "
+                f"features, got {self.leanvec_dims}; use leanvec_dims=None for none"
+            )
+        self._dim = base.shape[1]
+        self._fit_projection(base, train_queries)
+        reduced = self._reduce(base)
+        self._fit_quantizers(base, reduced)
+        self._a = {}
+        self._append_vectors(base, reduced)
+        self._entry = self._medoid()
+        with limit_threads(self.n_threads):
+            self._insert(np.arange(self.n), (1.0, self._alpha()), progress)
+        self._drop_build_aux()
+        logger.info("Index built over %d vectors, %.0f bytes per vector", self.n,
+                    self.bytes_per_vector)
+        return self
+
+    def add(self, vectors: ArrayLike) -> NDArray[np.int64]:
+        """Insert ``vectors`` (array of shape (m, dim)) with the fitted projection and
+        quantizers; return their ids (array of shape (m,), int64)."""
+        self._check_fitted()
+        vectors = as_matrix(vectors, "vectors", self._dim, allow_empty=True)
+        start = self.n
+        if vectors.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        self._append_vectors(vectors, self._reduce(vectors))
+        with limit_threads(self.n_threads):
+            self._insert(np.arange(start, self.n), (self._alpha(),), None)
+        self._drop_build_aux()
+        return np.arange(start, self.n, dtype=np.int64)
+
+    def _fit_projection(self, base: NDArray, train_queries: NDArray | None) -> None:
+        self.projection = None
+        if self.leanvec_dims is None:
+            if train_queries is not None:
+                logger.info("train_queries unused: leanvec_dims is None")
+            return
+        kind = "id" if train_queries is None else "ood"
+        solver = self.solver if kind == "ood" else None
+        self.projection = LeanVec(self.leanvec_dims, kind=kind, solver=solver,
+                                  metric=self.metric, seed=self.seed)
+        self.projection.fit(base, train_queries)
+
+    def _prepare(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Full-dimension vectors as the metric sees them (unit rows for cosine)."""
+        return normalize_rows(x) if self.metric == "cosine" else x
+
+    def _reduce(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        if self.projection is None:
+            return self._prepare(x)
+        return self.projection.transform_database(x)
+
+    def _fit_quantizers(self, base: NDArray, reduced: NDArray) -> None:
+        d = reduced.shape[1]
+        self._lvq = None
+        if self.primary in ("lvq8", "lvq4"):
+            self._lvq = LVQ(bits=8 if self.primary == "lvq8" else 4).fit(reduced)
+        self._sec_lvq = None
+        if self.secondary == "lvq8":
+            self._sec_lvq = LVQ(bits=8).fit(self._prepare(base))
+        lvq_mean = self._lvq.mean if self._lvq is not None else np.zeros(d, np.float32)
+        shift = np.zeros(d, dtype=np.float32)
+        if self.projection is not None and self.metric not in _L2:
+            # Primaries are B^T (x - mean); B^T mean restores <A^T q, B^T x>.
+            shift = self.projection.mean @ self.projection.database_matrix
+        self._consts = {"lvq_mean": np.ascontiguousarray(lvq_mean, np.float32),
+                        "proj_shift": np.ascontiguousarray(shift, np.float32)}
+
+    def _append_vectors(self, full: NDArray, reduced: NDArray) -> None:
+        """Encode new rows and append them to every per-vector array."""
+        new = self._encode_primary(reduced)
+        new.update(self._encode_secondary(self._prepare(full)))
+        if self.metric in _L2 and not self._orthonormal:
+            new["aux"] = self.projection.centred_sq_norms(full)
+        else:
+            # L2 builds recompute squared norms of the primaries in _insert.
+            self._a["aux"] = new["aux"] = _empty((0,), np.float32)
+        m = reduced.shape[0]
+        new["graph"] = np.zeros((m, self.degree), dtype=np.int32)
+        new["degrees"] = np.zeros(m, dtype=np.int32)
+        for key, arr in new.items():
+            old = self._a.get(key)
+            if old is not None and old.shape[0] > 0:
+                arr = np.concatenate([old, arr])
+            self._a[key] = np.ascontiguousarray(arr)
+        self._a.update(self._consts)
+
+    def _encode_primary(self, reduced: NDArray) -> dict[str, NDArray]:
+        m, d = reduced.shape
+        out = {"p_f32": _empty((0, d), np.float32), "p_f16": _empty((0, d), np.uint16),
+               "p_u8": _empty((0, 1), np.uint8), "p_steps": _empty((0,), np.float32),
+               "p_biases": _empty((0,), np.float32)}
+        if self.primary == "float32":
+            out["p_f32"] = reduced
+        elif self.primary == "float16":
+            out["p_f16"] = _f16_bits(reduced, "primary")
+        else:
+            codes = self._lvq.encode(reduced)
+            out["p_u8"] = codes.codes
+            out["p_steps"], out["p_biases"] = self._lvq.kernel_constants(codes)
+        return out
+
+    def _encode_secondary(self, full: NDArray) -> dict[str, NDArray]:
+        dim = full.shape[1]
+        out = {"s_f32": _empty((0, dim), np.float32),
+               "s_f16": _empty((0, dim), np.uint16), "s_u8": _empty((0, dim), np.uint8),
+               "s_steps": _empty((0,), np.float32), "s_biases": _empty((0,), np.float32),
+               "s_mean": np.zeros(dim, np.float32)}
+        if self.secondary == "float32":
+            out["s_f32"] = full
+        elif self.secondary == "float16":
+            out["s_f16"] = _f16_bits(full, "secondary")
+        elif self.secondary == "lvq8":
+            codes = self._sec_lvq.encode(full)
+            out["s_u8"] = codes.codes
+            out["s_steps"], out["s_biases"] = self._sec_lvq.kernel_constants(codes)
+            out["s_mean"] = self._sec_lvq.mean
+        return out
+
+    # ------------------------------------------------------------ graph build
+    def _prim(self) -> tuple:
+        a = self._a
+        return (a["p_f32"], a["p_f16"], a["p_u8"], a["p_steps"], a["p_biases"],
+                a["aux"])
+
+    def _sec(self) -> tuple:
+        a = self._a
+        return (a["s_f32"], a["s_f16"], a["s_u8"], a["s_steps"], a["s_biases"],
+                a["s_mean"])
+
+    def _decoded(self) -> NDArray[np.float32]:
+        """Primary vectors decoded to float32 (``y_i``, without the LVQ mean)."""
+        d = self._a["lvq_mean"].shape[0]
+        out = np.empty((self.n, d), dtype=np.float32)
+        kg.decode_all(self._prim(), _PRIMARY[self.primary], out)
+        return out
+
+    def _build_aux_values(self) -> NDArray[np.float32]:
+        return _sq_norms(self._decoded())
+
+    def _medoid(self) -> int:
+        """The vector nearest the mean of the primary vectors."""
+        y = self._decoded()
+        return int(np.argmin(_sq_norms(y - y.mean(axis=0, dtype=np.float64))))
+
+    def _drop_build_aux(self) -> None:
+        """Search needs per-vector norms only for L2 traversal; free them otherwise."""
+        if self._search_ip and not (self.metric in _L2 and not self._orthonormal):
+            self._a["aux"] = _empty((0,), np.float32)
+
+    def _batches(self, count: int, grow: bool) -> list[tuple[int, int]]:
+        """Batch bounds: doubling from 1 while the graph is young, then fixed."""
+        size_max = max(16, min(1024, self.n // 50))
+        bounds, start, size = [], 0, 1 if grow else size_max
+        while start < count:
+            bounds.append((start, min(count, start + size)))
+            start += size
+            size = min(size * 2, size_max)
+        return bounds
+
+    def _insert(self, ids: NDArray[np.int64], alphas: tuple[float, ...],
+                progress: Callable[[int, int], None] | None) -> None:
+        """Insert ``ids`` into the graph, one pass per alpha."""
+        if not self._build_ip and self._a["aux"].shape[0] != self.n:
+            self._a["aux"] = self._build_aux_values()
+        rng = np.random.default_rng(self.seed)
+        kind = _PRIMARY[self.primary]
+        shift = self._a["lvq_mean"] + self._a["proj_shift"]
+        total, done = len(alphas) * ids.shape[0], 0
+        for p, alpha in enumerate(alphas):
+            order = rng.permutation(ids).astype(np.int32)
+            for lo, hi in self._batches(order.shape[0], grow=p == 0 and ids[0] == 0):
+                self._insert_batch(order[lo:hi], kind, shift, alpha)
+                done += hi - lo
+                if progress is not None:
+                    progress(done, total)
+
+    def _insert_batch(self, points: NDArray[np.int32], kind: int,
+                      shift: NDArray[np.float32], alpha: float) -> None:
+        graph, degrees = self._a["graph"], self._a["degrees"]
+        lists = np.zeros((points.shape[0], self.degree), dtype=np.int32)
+        counts = np.zeros(points.shape[0], dtype=np.int32)
+        kg.insert_batch(points, self._prim(), kind, shift, self._build_ip, graph,
+                        degrees, self._entry, self.build_window, alpha, lists, counts)
+        graph[points] = lists
+        degrees[points] = counts
+
+        # Reverse edges, grouped by target so each list is updated by one task.
+        mask = np.arange(self.degree)[None, :] < counts[:, None]
+        targets = lists[mask]
+        sources = np.repeat(points, counts)
+        order = np.lexsort((sources, targets))
+        targets, sources = targets[order], sources[order]
+        uniq, starts = np.unique(targets, return_index=True)
+        starts = np.append(starts, targets.shape[0]).astype(np.int64)
+        kg.add_reverse_edges(uniq.astype(np.int32), starts, sources.astype(np.int32),
+                             self._prim(), kind, shift, self._build_ip, graph,
+                             degrees, alpha)
+
+    # ------------------------------------------------------------ search
+    def search(self, queries: ArrayLike, k: int, window: int | None = None,
+               rerank: int | None = None) -> SearchResult:
+        """Return the ``k`` nearest database vectors of each query.
+
+        Parameters
+        ----------
+        queries : array-like of shape (n_queries, dim)
+            A 1-d array is one query.
+        k : int
+            Neighbours per query; slots beyond what the search found (``k > n``)
+            hold id -1 and distance +inf.
+        window, rerank : int or None
+            Search window and re-rank depth for this call (defaults: the index's).
+            At most ``max(window, rerank)`` candidates exist, so raise one of them
+            for ``k`` above both.
+
+        Returns
+        -------
+        SearchResult
+            ``ids`` (n_queries, k) int64 and ``distances`` (n_queries, k) float32,
+            best first.
+        """
+        self._check_fitted()
+        k = check_k(k)
+        window = self.window if window is None else check_positive_int(window, "window")
+        rerank = self.rerank if rerank is None else check_positive_int(rerank, "rerank")
+        queries = as_matrix(queries, "queries", self._dim, allow_empty=True)
+        if queries.shape[0] == 0:
+            return empty_result(0, k)
+        args = self._query_args(queries)
+        cap = max(window, rerank, k)
+        ids = np.empty((queries.shape[0], k), dtype=np.int64)
+        dists = np.empty((queries.shape[0], k), dtype=np.float64)
+        a = self._a
+        common = (self._prim(), _PRIMARY[self.primary], a["graph"], a["degrees"],
+                  self._entry, window, cap, rerank)
+        us, c, offsets, use_aux, full, qqs, final = args
+        tail = (full, qqs, self._sec(), _SECONDARY[self.secondary],
+                METRIC_CODES[self.metric], final, ids, dists)
+        if queries.shape[0] == 1 or self.n_threads == 1:
+            kg.search_serial(us, c, offsets, use_aux, *common, *tail)
+        else:
+            with limit_threads(self.n_threads):
+                kg.search_batch(us, c, offsets, use_aux, *common, *tail)
+        return SearchResult(ids, dists.astype(np.float32))
+
+    def _query_args(self, queries: NDArray[np.float32]) -> tuple:
+        """Traversal queries and the per-query distance terms (kernel docstring)."""
+        full = self._prepare(queries)
+        t = full if self.projection is None else self.projection.transform_queries(
+            queries)
+        a = self._a
+        if self._search_ip:
+            c = np.float32(2.0 if self.metric in _L2 else 1.0)
+            offsets = -c * (t @ (a["lvq_mean"] + a["proj_shift"]))
+            if self.metric in _L2:
+                offsets += self.projection.centred_sq_norms(queries)
+            u, use_aux = t, self.metric in _L2
+        else:
+            u = np.ascontiguousarray(t - a["lvq_mean"])
+            c, offsets, use_aux = np.float32(2.0), _sq_norms(u), True
+        final = np.full(queries.shape[0], 1.0 if self.metric == "cosine" else 0.0)
+        qqs = np.einsum("ij,ij->i", full, full, dtype=np.float64)
+        return (np.ascontiguousarray(u, np.float32), c,
+                np.ascontiguousarray(offsets, np.float32), use_aux, full, qqs, final)
+
+    # ------------------------------------------------------------ persistence
+    def _check_fitted(self) -> None:
+        if not self._a:
+            raise ValueError("this Index is empty: call fit(database) first or load one")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index to ``path``: one file with a format version and a
+        checksum, written atomically."""
+        self._check_fitted()
+        meta = {name: getattr(self, name) for name in _PARAMS}
+        meta.update(dim=self._dim, entry=self._entry)
+        arrays = {name: self._a[name] for name in _ARRAYS}
+        for prefix, part in (("projection", self.projection), ("lvq", self._lvq),
+                             ("secondary_lvq", self._sec_lvq)):
+            if part is not None:
+                persistence.nest(prefix, meta, arrays, *part.to_state())
+        return persistence.save_state(path, STATE_KIND, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Index:
+        """Read an index written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            When the file is not a leanvec file, is truncated or corrupt, or holds
+            another kind of object.
+        """
+        _, meta, arrays = persistence.load_state(path, STATE_KIND)
+        try:
+            index = cls(**{name: meta[name] for name in _PARAMS})
+            index._dim, index._entry = int(meta["dim"]), int(meta["entry"])
+            index._a = {name: np.ascontiguousarray(arrays[name]) for name in _ARRAYS}
+        except KeyError as err:
+            raise ValueError(f"{path} lacks the index entry {err}") from None
+        index._consts = {n: index._a[n] for n in ("lvq_mean", "proj_shift")}
+        if "projection" in meta:
+            index.projection = LeanVec.from_state(
+                *persistence.unnest("projection", meta, arrays))
+        for prefix, attr in (("lvq", "_lvq"), ("secondary_lvq", "_sec_lvq")):
+            if prefix in meta:
+                setattr(index, attr, LVQ.from_state(
+                    *persistence.unnest(prefix, meta, arrays)))
+        return index
+
+
+def load(path: str | os.PathLike) -> Index:
+    """Read an :class:`Index` written by :meth:`Index.save`."""
+    return Index.load(path)
