@@ -137,7 +137,8 @@ def print_table(title: str, rows: list[dict]) -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['method']} | {r['bytes']} | {r['recall']:.3f} | "
-              f"{r['train_s']:.1f} | {r['encode_s']:.1f} | {r['qps']:.0f} |", flush=True)
+              f"{r['train_s']:.1f} | {r['encode_s']:.1f} | {r['qps']:.0f} |",
+              flush=True)
 
 
 def bench_dataset(name: str, args: argparse.Namespace) -> None:

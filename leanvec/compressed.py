@@ -1,4 +1,4 @@
-"""Exhaustive search over compressed codes (LVQ, PQ or LR²VQ), with optional re-ranking."""
+"""Exhaustive search over LVQ, PQ or LR²VQ codes, with optional re-ranking."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._kernels import METRIC_CODES
 from ._kernels.lvq import KIND_IP, KIND_L2, lvq_scan
 from ._kernels.pq import pq_scan
 from ._kernels.topk import NO_ID, finish_heaps, rescore
-from ._kernels import METRIC_CODES
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import as_matrix, check_positive_int
+from ._validation import as_matrix
 from .persistence import load_state, save_state
 
 logger = logging.getLogger(__name__)
@@ -317,5 +317,6 @@ class LVQ:
         if has_res != bool(self.residual_bits) or (
                 has_res and codes.residual.shape != (n, self.residual_size)):
             got = None if not has_res else codes.residual.shape
+            want = (n, self.residual_size) if self.residual_bits else None
             raise ValueError(f"codes.residual has shape {got}, but this LVQ expects "
-                             f"{(n, self.residual_size) if self.residual_bits else None}")
+                             f"{want}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +17,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._kernels import METRIC_CODES
 from ._kernels.pq import assign_nearest, cluster_sums, pq_scan
 from ._kernels.topk import NO_ID, finish_heaps
-from ._validation import as_matrix, check_metric, check_positive_int, normalize_rows
+from ._validation import as_matrix, check_metric, check_positive_int
 from .persistence import load_state, save_state
 
 logger = logging.getLogger(__name__)
@@ -146,7 +144,7 @@ class PQ:
         return self.n_bytes
 
     def fit(self, train: ArrayLike) -> PQ:
-        """Learn the codebooks from ``train`` (array of shape (n, dim)); returns self."""
+        """Learn the codebooks from ``train`` (n, dim); returns ``self``."""
         train = as_matrix(train, "train")
         _check_divides(train.shape[1], self.n_bytes, "dim")
         _check_train_rows(train.shape[0])
@@ -225,7 +223,8 @@ class PQ:
 
     def _require_dim(self) -> int:
         if self.codebooks is None:
-            raise ValueError(f"this {type(self).__name__} is not fitted: call fit first")
+            name = type(self).__name__
+            raise ValueError(f"this {name} is not fitted: call fit first")
         return self.dim
 
     def _train(self, train, rng, n_iter, init=None) -> NDArray[np.float32]:
@@ -414,7 +413,7 @@ class LR2VQ:
     """
 
     def __init__(self, n_bytes: int, dims: int | None = None, per_block: bool = False,
-                 n_iter: int = 8, kmeans_iter: int = 16, refine_iter: int = 4,
+                 n_iter: int = 12, kmeans_iter: int = 16, refine_iter: int = 2,
                  max_train: int = 50_000, seed: int = 0) -> None:
         self.n_bytes = _check_n_bytes(n_bytes)
         if dims is not None:
@@ -568,7 +567,8 @@ class LR2VQ:
         if self.dims is not None and self.dims > dim:
             raise ValueError(f"dims={self.dims} exceeds the data's dimension {dim}")
         if self.n_bytes > dim:
-            raise ValueError(f"n_bytes={self.n_bytes} exceeds the data's dimension {dim}")
+            raise ValueError(
+                f"n_bytes={self.n_bytes} exceeds the data's dimension {dim}")
         if self.per_block:
             _check_divides(dim, self.n_bytes, "dim")
 
@@ -592,7 +592,8 @@ class LR2VQ:
         size, keep = dim // self.n_bytes, dims // self.n_bytes
         proj = np.zeros((dim, dims), dtype=np.float32)
         for m in range(self.n_bytes):
-            rows, cols = slice(m * size, (m + 1) * size), slice(m * keep, (m + 1) * keep)
+            rows = slice(m * size, (m + 1) * size)
+            cols = slice(m * keep, (m + 1) * keep)
             proj[rows, cols] = _spectrum(centred[:, rows])[1][:, :keep]
         return proj
 
@@ -603,7 +604,8 @@ class LR2VQ:
         size, keep = dim // self.n_bytes, dims // self.n_bytes
         proj = np.zeros((dim, dims), dtype=np.float32)
         for m in range(self.n_bytes):
-            rows, cols = slice(m * size, (m + 1) * size), slice(m * keep, (m + 1) * keep)
+            rows = slice(m * size, (m + 1) * size)
+            cols = slice(m * keep, (m + 1) * keep)
             cross = centred[:, rows].T.astype(np.float64) @ decoded[:, cols]
             proj[rows, cols] = _procrustes(cross)
         return proj
@@ -655,12 +657,14 @@ class LR2VQ:
             base = centred
         base = _sample(base, 20_000, rng)
         _check_train_rows(base.shape[0])
-        kind = "inner_product" if metric in ("inner_product", "cosine") else "sqeuclidean"
+        kind = "sqeuclidean" if metric in ("sqeuclidean", "euclidean") else (
+            "inner_product")
         truth = _exact_top(queries - (0 if kind == "inner_product" else self.mean),
                            base, kind, 10)
         self.sweep_ = {}
         for dims in self._candidates(centred):
-            self.sweep_[dims] = self._sweep_recall(base, queries, truth, dims, kind, rng)
+            self.sweep_[dims] = self._sweep_recall(base, queries, truth, dims, kind,
+                                                   rng)
         best = max(self.sweep_, key=lambda d: (self.sweep_[d], -d))
         logger.info("LR2VQ d' sweep (recall@10): %s; using %d", self.sweep_, best)
         return best

@@ -73,7 +73,8 @@ def test_k_beyond_n_pads_with_sentinels(rng, spec):
     index = CompressedIndex(_quantizer(spec), "sqeuclidean").fit(database)
     result = index.search(database[:2], 305)
     assert result.ids.shape == (2, 305)
-    assert np.all(result.ids[:, 300:] == -1) and np.all(np.isinf(result.distances[:, 300:]))
+    assert np.all(result.ids[:, 300:] == -1)
+    assert np.all(np.isinf(result.distances[:, 300:]))
     assert sorted(result.ids[0, :300]) == list(range(300))
     single = index.search(database[1], 305)
     np.testing.assert_array_equal(single.ids[0], result.ids[1])
@@ -127,7 +128,8 @@ def test_errors_name_the_problem(rng):
 def test_make_quantizer_parses_specs():
     lvq = make_quantizer("lvq4x8")
     assert isinstance(lvq, LVQ) and (lvq.bits, lvq.residual_bits) == (4, 8)
-    assert isinstance(make_quantizer("PQ16"), PQ) and make_quantizer("pq16").n_bytes == 16
+    assert isinstance(make_quantizer("PQ16"), PQ)
+    assert make_quantizer("pq16").n_bytes == 16
     assert isinstance(make_quantizer("lr2vq8"), LR2VQ)
 
 

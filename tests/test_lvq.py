@@ -30,7 +30,8 @@ def test_error_within_half_a_step(rng, bits, residual_bits):
 def test_documented_dtypes_and_shapes(rng, bits, residual_bits):
     x = _data(rng, 20, 9)
     codes = LVQ(bits, residual_bits).fit(x).encode(x)
-    assert codes.codes.dtype == np.uint8 and codes.codes.shape == (20, -(-bits * 9 // 8))
+    assert codes.codes.dtype == np.uint8
+    assert codes.codes.shape == (20, -(-bits * 9 // 8))
     assert codes.steps.dtype == np.float16 and codes.biases.dtype == np.float16
     if residual_bits:
         assert codes.residual.shape == (20, -(-residual_bits * 9 // 8))
@@ -67,7 +68,8 @@ def test_kernels_match_decoded_vectors(rng, bits, residual_bits):
             l2 = K.lvq_residual_l2(centred_q, codes.codes[i], codes.residual[i],
                                    steps[i], biases[i], bits, residual_bits)
         else:
-            ip_fn, l2_fn = (K.lvq8_ip, K.lvq8_l2) if bits == 8 else (K.lvq4_ip, K.lvq4_l2)
+            ip_fn, l2_fn = (K.lvq8_ip, K.lvq8_l2) if bits == 8 else (
+                K.lvq4_ip, K.lvq4_l2)
             ip = ip_fn(q, codes.codes[i], steps[i], biases[i])
             l2 = l2_fn(centred_q, codes.codes[i], steps[i], biases[i])
         np.testing.assert_allclose(offset + ip, q @ xhat[i], rtol=1e-5, atol=1e-4)

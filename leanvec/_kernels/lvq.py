@@ -62,7 +62,8 @@ def lvq8_ip(query, codes, step, bias):
     Returns
     -------
     float
-        ``step * sum_j q_j c_j + bias * sum_j q_j`` (add ``<q, mean>`` for ``<q, xhat>``).
+        ``step * sum_j q_j c_j + bias * sum_j q_j``; add ``<q, mean>`` for
+        ``<q, xhat>``.
     """
     qc = np.float32(0.0)
     qs = np.float32(0.0)
