@@ -276,9 +276,13 @@ class Usearch(Adapter):
 
     def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
         matches = self.index.search(queries, k, threads=_cores(self.n_threads))
-        ids = np.asarray(matches.keys).reshape(len(queries), -1)
+        if not hasattr(matches, "counts"):  # one query gives one ``Matches``
+            keys = as_ids(np.asarray(matches.keys).reshape(-1), self.n)[:k]
+            ids = np.full((1, k), -1, dtype=np.int64)
+            ids[0, : len(keys)] = keys
+            return ids
+        ids = as_ids(np.asarray(matches.keys).reshape(len(queries), -1), self.n)
         counts = np.asarray(matches.counts).reshape(-1)
-        ids = as_ids(ids, self.n)
         ids[np.arange(ids.shape[1])[None, :] >= counts[:, None]] = -1
         return ids
 

@@ -183,8 +183,11 @@ class Runner:
         s, data = self.settings, self.dataset
         adapter.set_query_arguments(**query_args)
         timer = _time_batch if s.batch else _time_single
+        # Libraries differ when k exceeds the database; ask for what exists, pad -1.
         with thread_limit(s.threads):
-            ids, times = timer(adapter, data.queries, s.k, s.runs)
+            ids, times = timer(adapter, data.queries, min(s.k, len(data.database)),
+                               s.runs)
+        ids = np.pad(ids, ((0, 0), (0, s.k - ids.shape[1])), constant_values=-1)
         distances = true_distances(data.database, data.queries, ids, data.metric)
         attrs = self._attrs(definition, query_args, build, times)
         attrs["recall"] = recall_at_k(ids, data.gt_ids, s.k)
