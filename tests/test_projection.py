@@ -105,7 +105,7 @@ def test_transform_database_blocks_and_progress(data):
 # ---------------------------------------------------------------- LeanVec-OOD
 def test_whitened_reaches_the_best_rank_d_loss(data):
     x, q = data
-    model = LeanVec(6, kind="ood", solver="whitened").fit(x, q)
+    model = LeanVec(6, kind="ood", solver="whitened", spectrum_power=1).fit(x, q)
     xc, qc = _moments(model, x, q)
     s = np.linalg.svd(qc @ xc.T, compute_uv=False)
     best = 1.0 - np.sum(s[:6] ** 2) / np.sum(s**2)
@@ -140,7 +140,9 @@ def test_frank_wolfe_stays_in_the_spectral_norm_ball(data):
 def test_closed_form_never_worse_than_other_solvers(data, metric):
     x, q = data
     losses = {s: LeanVec(6, kind="ood", solver=s, metric=metric).fit(x, q).loss_
-              for s in OOD_SOLVERS}
+              for s in OOD_SOLVERS[1:]}
+    exact = LeanVec(6, kind="ood", metric=metric, spectrum_power=1.0)
+    losses["whitened"] = exact.fit(x, q).loss_
     assert losses["whitened"] <= losses["frank_wolfe"] + 1e-9
     assert losses["whitened"] <= losses["eigen"] + 1e-9
 
@@ -191,13 +193,47 @@ def test_l2_distances_from_centred_norms():
     np.testing.assert_allclose(dist, true, rtol=1e-3, atol=1e-3 * true.max())
 
 
+def test_spectrum_power_reweights_the_closed_form(data):
+    x, q = data
+    exact = LeanVec(6, kind="ood", spectrum_power=1.0).fit(x, q)
+    flat = LeanVec(6, kind="ood", spectrum_power=0.6).fit(x, q)
+    assert flat.spectrum_power_ == 0.6 and exact.spectrum_power_ == 1.0
+    assert flat.loss_ > exact.loss_
+    assert flat.loss_ == pytest.approx(_relative_error(flat, x, q), rel=1e-3)
+
+    # In whitened coordinates the fitted map has singular values c s^0.6, with c
+    # the least-squares scale.
+    xc, qc = _moments(exact, x, q)
+    s = np.linalg.svd(qc @ xc.T / np.sqrt(len(qc) * len(xc)), compute_uv=False)[:6]
+    c = np.sum(s * s**0.6) / np.sum(s**1.2)
+    approx = (qc @ flat.query_matrix) @ (xc @ flat.database_matrix).T
+    got = np.linalg.svd(approx / np.sqrt(len(qc) * len(xc)), compute_uv=False)[:6]
+    np.testing.assert_allclose(got, c * s**0.6, rtol=1e-3)
+
+
+def test_automatic_spectrum_power(data):
+    x, q = data
+    model = LeanVec(4, kind="ood").fit(x, q)
+    assert model.spectrum_power_ in model.power_scores_
+    assert set(model.power_scores_) == {1.0, 0.9, 0.8, 0.7, 0.6, 0.5}
+    best = max(model.power_scores_.values())
+    assert model.power_scores_[model.spectrum_power_] == best
+    assert all(0.0 <= v <= 1.0 for v in model.power_scores_.values())
+    again = LeanVec(4, kind="ood").fit(x, q)
+    np.testing.assert_array_equal(again.database_matrix, model.database_matrix)
+
+    # Too few training queries to hold some out: the exact closed form.
+    few = LeanVec(4, kind="ood").fit(x, q[:40])
+    assert few.spectrum_power_ == 1.0 and few.power_scores_ == {}
+
+
 # ---------------------------------------------------------------- nesting
-@pytest.mark.parametrize("kind", ["id", "ood"])
-def test_truncate_equals_a_smaller_fit(data, kind):
+@pytest.mark.parametrize("kind,power", [("id", None), ("ood", 1.0), ("ood", 0.7)])
+def test_truncate_equals_a_smaller_fit(data, kind, power):
     x, q = data
     queries = q if kind == "ood" else None
-    big = LeanVec(12, kind=kind).fit(x, queries)
-    small = LeanVec(5, kind=kind).fit(x, queries)
+    big = LeanVec(12, kind=kind, spectrum_power=power).fit(x, queries)
+    small = LeanVec(5, kind=kind, spectrum_power=power).fit(x, queries)
     cut = big.truncate(5)
     assert cut.leanvec_dims == 5 and cut.database_matrix.shape == (24, 5)
     prod = cut.query_matrix.astype(np.float64) @ cut.database_matrix.T
@@ -336,6 +372,14 @@ def test_from_state_checks_shapes(data):
     ({"leanvec_dims": 4, "tol": "x"}, TypeError, "tol must be a real number"),
     ({"leanvec_dims": 4, "max_steps": 0}, ValueError, "max_steps must be >= 1"),
     ({"leanvec_dims": 4, "n_threads": 0}, ValueError, "n_threads must be >= 1"),
+    ({"leanvec_dims": 4, "kind": "ood", "spectrum_power": 0}, ValueError,
+     r"spectrum_power must be in \(0, 2\]"),
+    ({"leanvec_dims": 4, "kind": "ood", "spectrum_power": "1"}, TypeError,
+     "spectrum_power must be a real number"),
+    ({"leanvec_dims": 4, "spectrum_power": 0.8}, ValueError,
+     "applies to kind='ood' with the 'whitened' solver"),
+    ({"leanvec_dims": 4, "kind": "ood", "solver": "eigen", "spectrum_power": 0.8},
+     ValueError, "applies to kind='ood' with the 'whitened' solver"),
 ])
 def test_constructor_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
