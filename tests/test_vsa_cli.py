@@ -133,3 +133,19 @@ def test_progress_without_tqdm(corpus, tmp_path, monkeypatch):
     assert cli.main(["encode", str(corpus), "-o", str(out), "--dim", "64"]) == 0
     monkeypatch.delitem(sys.modules, "tqdm")
     assert cli.main(["encode", str(corpus), "-o", str(out), "--dim", "64"]) == 0
+
+
+def test_fit_skips_bad_records(tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"a": [1, 2, 3]}\n{"a": 5}\n')
+    enc = tmp_path / "enc.lvec"
+    assert cli.main(["fit", str(path), "-o", str(enc), "--dim", "64",
+                     "--on-error", "skip", "--range", "b=0:1"]) == 0
+    assert vsa.JSONEncoder.load(enc).range_of("a") == (1.0, 5.0)
+    fitted = vsa.JSONEncoder(64, max_array_length=2)
+    skipped = []
+    fitted.fit([{"a": [1, 2, 3]}, {"a": [4]}], on_error="skip",
+               on_skip=lambda i, e: skipped.append(i))
+    assert skipped == [0] and fitted.range_of("a[]") == (4.0, 4.0)
+    with pytest.raises(vsa.RecordError, match="record 0: array of 3 items"):
+        fitted.fit([{"a": [1, 2, 3]}])

@@ -144,18 +144,25 @@ def _make_encoder(args: argparse.Namespace) -> JSONEncoder:
                        max_candidates=getattr(args, "max_candidates", 10_000))
 
 
-def _encode_input(encoder: JSONEncoder, args: argparse.Namespace,
-                  state: ReadState) -> np.ndarray:
-    fmt = guess_format(args.input) if args.format == "auto" else args.format
+def _skipper(state: ReadState, on_error: str) -> Callable[[int, Exception], None]:
+    """Record a record-level error with its line; stop reading under "stop"."""
 
     def skipped(number: int, exc: Exception) -> None:
         line = state.lines[number] if number < len(state.lines) else "?"
         state.errors.append(f"{state.name}:{line}: {exc}")
-        state.stop = args.on_error == "stop"
+        state.stop = on_error == "stop"
+
+    return skipped
+
+
+def _encode_input(encoder: JSONEncoder, args: argparse.Namespace,
+                  state: ReadState) -> np.ndarray:
+    fmt = guess_format(args.input) if args.format == "auto" else args.format
 
     with _open(args.input) as source, _progress(args.input, args.no_progress) as bar:
         records = read_records(source, state, fmt, args.on_error, bar)
-        chunks = list(encoder.encode_iter(records, on_error="skip", on_skip=skipped))
+        chunks = list(encoder.encode_iter(records, on_error="skip",
+                                          on_skip=_skipper(state, args.on_error)))
     _print_errors(state)
     if not chunks:
         return np.zeros((0, encoder.dim), dtype=np.float32)
@@ -181,7 +188,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     state = ReadState(name=args.input)
     fmt = guess_format(args.input) if args.format == "auto" else args.format
     with _open(args.input) as source, _progress(args.input, args.no_progress) as bar:
-        encoder.fit(read_records(source, state, fmt, args.on_error, bar))
+        records = read_records(source, state, fmt, args.on_error, bar)
+        encoder.fit(records, on_error="skip", on_skip=_skipper(state, args.on_error))
     _print_errors(state)
     encoder.save(args.output)
     logger.info("fitted on %d records; saved %s", len(state.lines), args.output)

@@ -126,24 +126,38 @@ class JSONEncoder:
         self._memory_vectors: dict[str, NDArray[np.float32]] = {}
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, records: Iterable, progress: Progress | None = None) -> JSONEncoder:
+    def fit(self, records: Iterable, progress: Progress | None = None,
+            on_error: Literal["raise", "skip"] = "raise",
+            on_skip: Callable[[int, Exception], None] | None = None) -> JSONEncoder:
         """Learn number ranges and candidate values per path from ``records``.
 
         Parameters
         ----------
         records : iterable of JSON values
         progress : callable(done, total), optional
+        on_error, on_skip
+            As in :meth:`encode_iter`: raise :class:`vsa.RecordError` on a record
+            that cannot be encoded, or skip it and call ``on_skip(number, error)``.
 
         Returns
         -------
         self
         """
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         lows: dict[str, float] = {}
         highs: dict[str, float] = {}
         counts: dict[str, Counter] = {}
         total = len(records) if hasattr(records, "__len__") else None
         for i, record in enumerate(records):
-            table = self._flatten_one(record, i, 0)
+            try:
+                table = self._flatten_one(record, i, 0)
+            except fl.RecordError as exc:
+                if on_error == "raise":
+                    raise
+                if on_skip is not None:
+                    on_skip(i, exc)
+                continue
             for kind, schema, payload in zip(table.kind, table.schema, table.payload):
                 self._observe(kind, schema, payload, lows, highs, counts)
             if progress is not None and (i + 1) % 1000 == 0:
