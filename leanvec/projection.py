@@ -178,7 +178,8 @@ def ood_loss(k_x: NDArray, k_q: NDArray, a: NDArray, b: NDArray) -> float:
 
 
 # ---------------------------------------------------------------- solvers
-def _fit_whitened(k_x: NDArray, k_q: NDArray, d: int) -> tuple[NDArray, NDArray, NDArray]:
+def _fit_whitened(k_x: NDArray, k_q: NDArray, d: int, root: tuple | None = None,
+                  ) -> tuple[NDArray, NDArray, NDArray]:
     """Closed-form minimiser of the OOD loss over all rank-``d`` pairs ``(A, B)``.
 
     With a factor ``R^T R = K_X`` (Cholesky, or eigenvectors when ``K_X`` is
@@ -187,8 +188,9 @@ def _fit_whitened(k_x: NDArray, k_q: NDArray, d: int) -> tuple[NDArray, NDArray,
     ``A = R^T V_d S_d^(-1/2) = K_X B S_d^(-1)``, so ``A B^T`` is the best rank-``d``
     approximation in the loss. Returns ``A``, ``B`` (dim, d) and ``S_d^2``, the loss
     each column captures. Columns whose ``S^2`` is below a relative floor are zero.
+    ``root`` is ``_root_factor(k_x)`` when already computed.
     """
-    factor, solve = _root_factor(k_x)
+    factor, solve = root or _root_factor(k_x)
     inner = factor @ k_q @ factor.T
     inner = (inner + inner.T) / 2
     rank = min(d, inner.shape[0])
@@ -235,8 +237,9 @@ def _top_ids(scores: NDArray, k: int) -> NDArray:
 
 
 def _choose_power(x: NDArray[np.float32], q: NDArray[np.float32],
-                  mean: NDArray[np.float32], k_x: NDArray, d: int, metric: str,
-                  rng: np.random.Generator) -> tuple[float, dict[float, float]]:
+                  mean: NDArray[np.float32], k_x: NDArray, k_q: NDArray, d: int,
+                  metric: str, rng: np.random.Generator, root: tuple,
+                  ) -> tuple[float, dict[float, float]]:
     """Pick the spectrum power with the best primary recall@10 on held-out queries.
 
     ``_VAL_QUERIES`` training queries are held out; the closed form is fitted to
@@ -252,12 +255,13 @@ def _choose_power(x: NDArray[np.float32], q: NDArray[np.float32],
     l2 = metric in _L2_METRICS
     q_mean = mean if l2 else np.zeros_like(mean)
     val = _prepare(q[order[:n_val]], metric) - q_mean
-    fit_q = q[order[n_val:]]
+    # Second moment of the other queries: remove the held-out ones from K_Q.
+    k_fit = (q.shape[0] * k_q - val.T.astype(np.float64) @ val) / (q.shape[0] - n_val)
     rows = _prepare(_sample_rows(x, _VAL_ROWS, rng), metric) - mean
     penalty = np.einsum("ij,ij->i", rows, rows) if l2 else np.zeros(rows.shape[0])
 
     truth = _top_ids(2.0 * (val @ rows.T) - penalty, k)
-    a, b, gains = _fit_whitened(k_x, _second_moment(fit_q, q_mean, metric, 1), d)
+    a, b, gains = _fit_whitened(k_x, k_fit, d, root)
     qa, xb = val @ a.astype(np.float32), rows @ b.astype(np.float32)
     scores = {}
     for power in _POWERS:
@@ -669,13 +673,13 @@ class LeanVec:
         """Run the chosen OOD solver; set ``loss_`` (and the solver's extras)."""
         d, total = self.leanvec_dims, float(np.sum(k_q * k_x))
         if self.solver_ == "whitened":
-            power = self.spectrum_power
+            power, root = self.spectrum_power, _root_factor(k_x)
             if power is None:
-                power, self.power_scores_ = _choose_power(x, q, mean, k_x, d,
-                                                          self.metric, rng)
+                power, self.power_scores_ = _choose_power(
+                    x, q, mean, k_x, k_q, d, self.metric, rng, root)
                 logger.info("spectrum power %.2f chosen; held-out recall@10 %s",
                             power, self.power_scores_)
-            a, b, self._gains = _fit_whitened(k_x, k_q, d)
+            a, b, self._gains = _fit_whitened(k_x, k_q, d, root)
             root = np.sqrt(_column_weights(self._gains, power))
             a, b = a * root, b * root
             self._total, self.spectrum_power_ = total, power
