@@ -381,7 +381,9 @@ def _block_step(
     delta, k_delta = target - own, k_target - k_own_own
     slope = float(np.sum(grad * delta))
     curve = float(np.sum((delta.T @ k_delta) * m))
-    gamma = 0.0 if slope >= 0 else min(1.0, -slope / (2.0 * curve)) if curve > 0 else 1.0
+    gamma = 0.0
+    if slope < 0:
+        gamma = min(1.0, -slope / (2.0 * curve)) if curve > 0 else 1.0
     return own + gamma * delta, k_own_own + gamma * k_delta
 
 
@@ -579,7 +581,9 @@ class LeanVec:
         return self.solver_ in ("pca", "whitened")
 
     # ------------------------------------------------------------ fitting
-    def fit(self, database: ArrayLike, train_queries: ArrayLike | None = None) -> LeanVec:
+    def fit(
+        self, database: ArrayLike, train_queries: ArrayLike | None = None
+    ) -> LeanVec:
         """Fit the projection.
 
         Parameters
@@ -806,7 +810,8 @@ class LeanVec:
             )
         meta, arrays = self.to_state()
         meta["leanvec_dims"] = d
-        meta["loss_"] = _weighted_loss(self._gains, self._total, self.spectrum_power_, d)
+        meta["loss_"] = _weighted_loss(self._gains, self._total,
+                                       self.spectrum_power_, d)
         scale = self._truncation_scale(d)
         for name in ("database_matrix", "query_matrix"):
             if name in arrays:

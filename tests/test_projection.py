@@ -1,4 +1,4 @@
-"""LeanVec projections: the mathematics on small seeded problems, and every error path."""
+"""LeanVec projections: the mathematics on small seeded problems, and error paths."""
 
 from __future__ import annotations
 
@@ -293,7 +293,8 @@ def test_thread_count_does_not_change_the_result(data):
     one = LeanVec(4, kind="ood", n_threads=1).fit(big, queries)
     two = LeanVec(4, kind="ood", n_threads=2).fit(big, queries)
     np.testing.assert_array_equal(one.database_matrix, two.database_matrix)
-    np.testing.assert_array_equal(one.transform_database(big), two.transform_database(big))
+    np.testing.assert_array_equal(one.transform_database(big),
+                                  two.transform_database(big))
 
 
 def test_uncentred_model_has_zero_mean(data):
@@ -311,7 +312,8 @@ def test_save_load_round_trip(tmp_path, data, kind, solver):
     model = LeanVec(5, kind=kind, solver=solver).fit(x, q if kind == "ood" else None)
     model.save(tmp_path / "model.lvec")
     back = LeanVec.load(tmp_path / "model.lvec")
-    np.testing.assert_array_equal(back.transform_database(x), model.transform_database(x))
+    np.testing.assert_array_equal(back.transform_database(x),
+                                  model.transform_database(x))
     np.testing.assert_array_equal(back.transform_queries(q), model.transform_queries(q))
     assert (back.loss_, back.solver_, back.orthonormal) == (
         model.loss_, model.solver_, model.orthonormal)
@@ -328,7 +330,8 @@ def test_state_nests_inside_a_parent(tmp_path, data):
     save_state(tmp_path / "parent.lvec", "index", meta, arrays)
     _, meta, arrays = load_state(tmp_path / "parent.lvec")
     back = LeanVec.from_state(*unnest("projection", meta, arrays))
-    np.testing.assert_array_equal(back.transform_database(x), model.transform_database(x))
+    np.testing.assert_array_equal(back.transform_database(x),
+                                  model.transform_database(x))
 
 
 def test_load_rejects_other_and_corrupt_files(tmp_path, data):
