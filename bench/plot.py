@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .results import AXES, Result, pareto_front
+from .results import AXES, Result, pareto_front, publish
 
 _MARKERS = "os^Dv<>phX*P"
 
@@ -70,7 +70,7 @@ def plot(results: Sequence[Result], output: str | os.PathLike, title: str,
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, output)
+        publish(tmp, output)
     finally:
         plt.close(fig)
         if os.path.exists(tmp):

@@ -74,6 +74,15 @@ def result_path(results: str | os.PathLike, dataset: str, k: int, name: str,
     return folder / f"{stem}.hdf5"
 
 
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file the usual permissions, then rename it to
+    ``path`` (``mkstemp`` creates files readable by their owner only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_result(path: str | os.PathLike, attrs: Mapping[str, Any], ids: NDArray,
                  distances: NDArray, times: NDArray) -> Path:
     """Write one result file atomically (a temporary file renamed into place)."""
@@ -88,7 +97,7 @@ def write_result(path: str | os.PathLike, attrs: Mapping[str, Any], ids: NDArray
             fh.create_dataset("times", data=np.asarray(times, dtype=np.float32))
             fh.create_dataset("neighbors", data=np.asarray(ids, dtype=np.int32))
             fh.create_dataset("distances", data=np.asarray(distances, dtype=np.float32))
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

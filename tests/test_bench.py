@@ -220,6 +220,7 @@ def test_write_result_round_trip(tmp_path):
         assert fh["distances"][1, 1] == np.inf
         assert fh.attrs["best_search_time"] == 0.001
     assert [p.name for p in path.parent.iterdir()] == ["a.hdf5"]
+    assert path.stat().st_mode & 0o044  # readable by others, as plain files are
 
 
 def test_write_result_is_atomic_on_failure(tmp_path):
