@@ -1,6 +1,7 @@
 """leanvec-bench pieces: definitions parser, result files, recomputed distances, recall."""
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -220,7 +221,9 @@ def test_write_result_round_trip(tmp_path):
         assert fh["distances"][1, 1] == np.inf
         assert fh.attrs["best_search_time"] == 0.001
     assert [p.name for p in path.parent.iterdir()] == ["a.hdf5"]
-    assert path.stat().st_mode & 0o044  # readable by others, as plain files are
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as for any new file
 
 
 def test_write_result_is_atomic_on_failure(tmp_path):
