@@ -98,20 +98,32 @@ def _bind_one(x: np.ndarray, c: int, p: int, w: float, signs: np.ndarray,
     """One pair of :func:`bind_rows`; ``v`` and ``tmp`` are scratch rows."""
     dim = x.shape[1]
     scale = np.float32(1.0 / np.sqrt(dim))
-    for j in range(dim):
-        v[j] = w * x[c, j] + (x[p, j] if horner else 0.0)
-    for r in range(signs.shape[0]):
+    w32 = np.float32(w)
+    child = x[c]
+    target = x[p]
+    if horner:
         for j in range(dim):
-            v[j] *= signs[r, j]
+            v[j] = w32 * child[j] + target[j]
+    else:
+        for j in range(dim):
+            v[j] = w32 * child[j]
+    for r in range(signs.shape[0]):
+        sign = signs[r]
+        for j in range(dim):
+            v[j] *= sign[j]
         _hadamard(v, tmp, False)
         for j in range(dim):
             v[j] *= scale
     if horner:
         for j in range(dim):
-            x[p, j] = v[j]
+            target[j] = v[j]
+    elif soft != 0.0:
+        ws = np.float32(soft * w)
+        for j in range(dim):
+            target[j] += v[j] + ws * child[j]
     else:
         for j in range(dim):
-            x[p, j] += v[j] + soft * w * x[c, j]
+            target[j] += v[j]
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
@@ -160,21 +172,23 @@ def string_codes(out: np.ndarray, rows: np.ndarray, indptr: np.ndarray,
     m = whole.shape[0]
     dim = whole_table.shape[1]
     for i in prange(m):
-        row = out[rows[i]]
-        row[:] = 0.0
+        acc = np.zeros(dim, dtype=np.float32)
         for t in range(indptr[i], indptr[i + 1]):
+            src = token_table[tokens[t]]
             for j in range(dim):
-                row[j] += token_table[tokens[t], j]
-        total = 0.0
+                acc[j] += src[j]
+        total = np.float32(0.0)
         for j in range(dim):
-            total += row[j] * row[j]
-        scale = token_weight / np.sqrt(total) if total > 0 else 0.0
+            total += acc[j] * acc[j]
+        a = np.float32(token_weight / np.sqrt(total)) if total > 0 else np.float32(0.0)
         # A string without tokens falls back to its whole-string atom.
-        b = whole_weight if whole_weight > 0 or scale > 0 else 1.0
-        total = 0.0
+        b = np.float32(whole_weight if whole_weight > 0 or a > 0 else 1.0)
+        src = whole_table[whole[i]]
+        total = np.float32(0.0)
         for j in range(dim):
-            row[j] = scale * row[j] + b * whole_table[whole[i], j]
-            total += row[j] * row[j]
-        scale = 1.0 / np.sqrt(total) if total > 0 else 0.0
+            acc[j] = a * acc[j] + b * src[j]
+            total += acc[j] * acc[j]
+        scale = np.float32(1.0 / np.sqrt(total)) if total > 0 else np.float32(0.0)
+        row = out[rows[i]]
         for j in range(dim):
-            row[j] *= scale
+            row[j] = acc[j] * scale

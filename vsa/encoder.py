@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 _KIND = "vsa.JSONEncoder"
 _CONFIG = ("dim", "seed", "roles", "soft", "string_tokens", "string_whole",
            "nonfinite", "max_array_length", "max_candidates", "log_scale")
-# Nodes encoded together: bounds the (nodes, dim) float32 work array to ~128 MiB.
-_CHUNK_BYTES = 1 << 27
+# Nodes encoded together: a (nodes, dim) float32 work array of ~8 MiB stays in cache.
+_CHUNK_BYTES = 1 << 23
 # Groups smaller than this are bound on one thread.
 _PARALLEL_ROWS = 64
 _CONST_VALUES = {"true": True, "false": False, "null": None}
