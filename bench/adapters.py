@@ -154,7 +154,8 @@ def unavailable_reason(cls: type[Adapter], metric: str | None = None) -> str | N
     """Why ``cls`` cannot run here (a missing module or metric), or None if it can."""
     for module in cls.requires:
         if importlib.util.find_spec(module) is None:
-            return f"not installed (module {module!r} not found; pip install leanvec[bench])"
+            return (f"not installed (module {module!r} not found; "
+                    "pip install leanvec[bench])")
     if cls.requires_leanvec:
         leanvec = importlib.import_module("leanvec")
         missing = [attr for attr in cls.requires_leanvec if not hasattr(leanvec, attr)]

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x-axis", choices=sorted(AXES), default="recall")
     p.add_argument("--y-axis", choices=sorted(AXES), default="qps")
     p.add_argument("--output", type=Path, default=None,
-                   help="PNG path (one dataset) or folder (default: the results folder)")
+                   help="PNG path (one dataset) or folder (default: --results)")
     p = _report_parser(sub, "table", "markdown table: QPS at recall 0.9/0.95/0.99")
     p.add_argument("--points", action="store_true", help="one row per measured point")
     sub.add_parser("datasets", help="list the dataset catalog and what is cached")
@@ -154,9 +154,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     chosen = defs.select(defs.load(path), args.algorithm)
     data = _load_dataset(args.dataset, args.k)
     _check_writable(args.results)
-    settings = Settings(k=args.k, runs=args.runs, batch=args.batch, threads=args.threads,
-                        build_threads=args.build_threads, force=args.force,
-                        results=args.results)
+    settings = Settings(k=args.k, runs=args.runs, batch=args.batch,
+                        threads=args.threads, build_threads=args.build_threads,
+                        force=args.force, results=args.results)
     bar = _bar(sum(len(d.query_args) for d in chosen))
     runner = Runner(data, settings, on_skip=lambda line: _say(bar, line),
                     on_point=(lambda: bar.update()) if bar is not None else None)
@@ -166,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     mode = "batch" if args.batch else "one query per call"
-    print(f"{data.name}: {len(data.database):,} vectors, {len(data.queries):,} queries, "
+    print(f"{data.name}: {len(data.database):,} vectors, "
+          f"{len(data.queries):,} queries, "
           f"k={args.k}, {mode}, {args.threads} query thread(s), build threads "
           f"{args.build_threads or os.cpu_count()}\n")
     print(run_table(results, args.k))
@@ -219,8 +220,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         path = datasets.locate(name)
         local = str(path) if path is not None and path.is_file() else "-"
         print(f"| {name} | {entry.get('metric', '?')} | {entry.get('dim', '?')} | "
-              f"{entry.get('n_database', '?')} | {entry.get('n_queries', '?')} | {local} |")
-    print(f"\ncache folder: {datasets.cache_dir()} (set {datasets.CACHE_ENV} to change)")
+              f"{entry.get('n_database', '?')} | {entry.get('n_queries', '?')} "
+              f"| {local} |")
+    print(f"\ncache folder: {datasets.cache_dir()} "
+          f"(set {datasets.CACHE_ENV} to change)")
     return 0
 
 

@@ -3,7 +3,7 @@
 A definitions file is YAML::
 
     algorithms:
-      - algorithm: hnswlib            # an adapter name (see ``leanvec-bench run --help``)
+      - algorithm: hnswlib            # an adapter (``leanvec-bench algorithms``)
         name: hnswlib                 # optional label, default: the adapter name
         build: {M: [16, 32], ef_construction: 200}
         query: {ef: [10, 20, 40, 80]}
@@ -65,7 +65,7 @@ def expand(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _line_index(text: str) -> dict[tuple, int]:
-    """Map each key path, such as ``("algorithms", 2, "query")``, to its 1-based line."""
+    """Map each key path, such as ``("algorithms", 2, "query")``, to its line."""
     import yaml
 
     lines: dict[tuple, int] = {}

@@ -77,7 +77,7 @@ class LeanvecIndex(_LeanvecAdapter):
             self.index.n_threads = n_threads
 
     def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
-        args = {key: value for key, value in self.query_args.items() if value is not None}
+        args = {key: val for key, val in self.query_args.items() if val is not None}
         with self._threads():
             return self._result_ids(self.index.search(queries, k, **args))
 
@@ -98,8 +98,8 @@ class LeanvecCompressed(_LeanvecAdapter):
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
         import leanvec
 
-        self.index = leanvec.CompressedIndex(metric=self.metric, n_threads=self.n_threads,
-                                             **self.build_args)
+        self.index = leanvec.CompressedIndex(
+            metric=self.metric, n_threads=self.n_threads, **self.build_args)
         with self._threads():
             self.index.fit(database, train_queries=learn_queries)
 

@@ -42,10 +42,11 @@ class _Faiss(Adapter):
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
         import faiss
 
-        metric = faiss.METRIC_L2 if "euclidean" in self.metric else faiss.METRIC_INNER_PRODUCT
+        is_l2 = "euclidean" in self.metric
+        metric = faiss.METRIC_L2 if is_l2 else faiss.METRIC_INNER_PRODUCT
         data = self._prepare(database)
-        self.index = faiss.index_factory(data.shape[1], self._factory(*data.shape[::-1]),
-                                         metric)
+        factory = self._factory(*data.shape[::-1])
+        self.index = faiss.index_factory(data.shape[1], factory, metric)
         self._before_add()
         self.index.train(data)
         self.index.add(data)
@@ -176,9 +177,11 @@ class Hnswlib(Adapter):
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
         import hnswlib
 
-        self.index = hnswlib.Index(space=self._spaces[self.metric], dim=database.shape[1])
-        self.index.init_index(max_elements=database.shape[0], M=int(self.build_args["M"]),
-                              ef_construction=int(self.build_args["ef_construction"]),
+        args = self.build_args
+        self.index = hnswlib.Index(space=self._spaces[self.metric],
+                                   dim=database.shape[1])
+        self.index.init_index(max_elements=database.shape[0], M=int(args["M"]),
+                              ef_construction=int(args["ef_construction"]),
                               random_seed=100)
         self.index.add_items(database, np.arange(database.shape[0]),
                              num_threads=_cores(self.n_threads))
@@ -297,10 +300,11 @@ class Pynndescent(Adapter):
 
     name = "pynndescent"
     requires = ("pynndescent",)
-    build_params = {"n_neighbors": 30, "diversify_prob": 1.0, "pruning_degree_multiplier": 1.5}
+    build_params = {"n_neighbors": 30, "diversify_prob": 1.0,
+                    "pruning_degree_multiplier": 1.5}
     query_params = {"epsilon": 0.1}
-    _metrics = {"cosine": "cosine", "euclidean": "euclidean", "sqeuclidean": "euclidean",
-                "inner_product": "dot"}
+    _metrics = {"cosine": "cosine", "euclidean": "euclidean",
+                "sqeuclidean": "euclidean", "inner_product": "dot"}
 
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
         from pynndescent import NNDescent
@@ -311,7 +315,8 @@ class Pynndescent(Adapter):
         self.index.prepare()
 
     def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
-        ids, _ = self.index.query(queries, k=k, epsilon=float(self.query_args["epsilon"]))
+        epsilon = float(self.query_args["epsilon"])
+        ids, _ = self.index.query(queries, k=k, epsilon=epsilon)
         return as_ids(ids, self.n)
 
     def index_bytes(self) -> int | None:

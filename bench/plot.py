@@ -78,7 +78,8 @@ def plot(results: Sequence[Result], output: str | os.PathLike, title: str,
     return output
 
 
-def _style(ax, x_axis: str, y_axis: str, x_label: str, y_label: str, title: str) -> None:
+def _style(ax, x_axis: str, y_axis: str, x_label: str, y_label: str,
+           title: str) -> None:
     if _log_axis(y_axis):
         ax.set_yscale("log")
     if _log_axis(x_axis):

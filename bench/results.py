@@ -220,12 +220,14 @@ def _fmt(value: float, digits: int = 0) -> str:
 def run_table(results: Sequence[Result], k: int | str = "k") -> str:
     """Markdown table with one row per measured point, in the given order."""
     rows = [f"| algorithm | query arguments | recall@{k} | annb recall@{k} | QPS "
-            "| build s | bytes/vector |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+            "| build s | bytes/vector |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         rows.append(
             f"| {r.build_label} | {r.query_label or '-'} | {r.attrs['recall']:.3f} "
             f"| {r.attrs['annb_recall']:.3f} | {_fmt(r.qps)} "
-            f"| {_fmt(r.attrs['build_time'], 2)} | {_fmt(r.attrs['bytes_per_vector'])} |")
+            f"| {_fmt(r.attrs['build_time'], 2)} "
+            f"| {_fmt(r.attrs['bytes_per_vector'])} |")
     return "\n".join(rows)
 
 

@@ -177,7 +177,8 @@ class Runner:
         return adapter, {"build_time": build_time, "index_bytes": int(size)}
 
     def _measure(self, adapter: Adapter, definition: Definition,
-                 query_args: dict[str, Any], path: Path, build: dict[str, Any]) -> Result:
+                 query_args: dict[str, Any], path: Path, build: dict[str, Any],
+                 ) -> Result:
         from leanvec import annb_recall_at_k, recall_at_k
 
         s, data = self.settings, self.dataset
@@ -203,10 +204,12 @@ class Runner:
                                                   **query_args}.items())
         return {
             "algo": definition.name, "name": f"{definition.name}({label})",
-            "dataset": data.name, "count": s.k, "distance": data.distance or data.metric,
+            "dataset": data.name, "count": s.k,
+            "distance": data.distance or data.metric,
             "batch_mode": s.batch, "run_count": s.runs, "candidates": 0.0,
             "expect_extra": False, "best_search_time": float(times.mean()),
-            "build_time": build["build_time"], "index_size": build["index_bytes"] / 1024,
+            "build_time": build["build_time"],
+            "index_size": build["index_bytes"] / 1024,
             "bytes_per_vector": build["index_bytes"] / max(len(data.database), 1),
             "n_threads": s.threads or 0, "build_threads": s.build_threads or 0,
             "adapter": definition.algorithm,

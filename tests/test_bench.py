@@ -1,4 +1,4 @@
-"""leanvec-bench pieces: definitions parser, result files, recomputed distances, recall."""
+"""leanvec-bench parts: definitions, result files, recomputed distances, recall."""
 
 import json
 import os
@@ -128,7 +128,8 @@ def test_registry_lookup_and_reasons():
     with pytest.raises(ValueError, match=r"unknown algorithm 'nope'; valid: .*faiss"):
         get_adapter("nope")
     assert "not installed" in unavailable_reason(_Missing)
-    assert "metric 'cosine' not supported" in unavailable_reason(_EuclideanOnly, "cosine")
+    reason = unavailable_reason(_EuclideanOnly, "cosine")
+    assert "metric 'cosine' not supported" in reason
     assert unavailable_reason(_EuclideanOnly, "euclidean") is None
     with pytest.raises(ValueError, match="already registered"):
         register(_Missing)
@@ -239,7 +240,8 @@ def test_pareto_front_and_qps_at():
     assert pareto_front(points) == [(0.5, 100.0), (0.9, 50.0), (0.95, 10.0)]
     lower_x = [(1.0, 1.0), (2.0, 5.0), (3.0, 4.0)]
     assert pareto_front(lower_x, x_higher=False) == [(2.0, 5.0), (1.0, 1.0)]
-    results = [Result(None, _attrs(recall=r, best_search_time=1 / q)) for r, q in points]
+    results = [Result(None, _attrs(recall=r, best_search_time=1 / q))
+               for r, q in points]
     assert qps_at(results, 0.9) == pytest.approx(50.0)
     assert qps_at(results, 0.95) == pytest.approx(10.0)
     assert np.isnan(qps_at(results, 0.99))

@@ -1,4 +1,4 @@
-"""leanvec-bench end to end on a tiny dataset: run, result files, table, plot, errors."""
+"""leanvec-bench end to end on a tiny dataset: run, files, table, plot, errors."""
 
 import h5py
 import numpy as np
