@@ -131,14 +131,40 @@ def lvq_single_row(spec, base, queries, runs) -> dict:
             "encode_s": 0.0, "qps": qps}
 
 
-def print_table(title: str, rows: list[dict]) -> None:
+def print_header(title: str) -> None:
     print(f"\n### {title}\n")
     print("| method | bytes/vector | recall@10 | train s | encode s | scan QPS |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        print(f"| {r['method']} | {r['bytes']} | {r['recall']:.3f} | "
-              f"{r['train_s']:.1f} | {r['encode_s']:.1f} | {r['qps']:.0f} |",
-              flush=True)
+    print("| --- | ---: | ---: | ---: | ---: | ---: |", flush=True)
+
+
+def print_row(r: dict) -> None:
+    print(f"| {r['method']} | {r['bytes']} | {r['recall']:.3f} | "
+          f"{r['train_s']:.1f} | {r['encode_s']:.1f} | {r['qps']:.0f} |", flush=True)
+
+
+def bench_fixed(name, base, queries, learn, gt, sample, args) -> None:
+    """LVQ against the float32 scan and faiss's scalar and RaBitQ codes."""
+    print_header(f"{name}: scalar codes (n={len(base)}, dim={base.shape[1]})")
+    for row in flat_rows(base, queries, gt, args.runs):
+        print_row(row)
+    for spec in ("lvq8", "lvq4", "lvq4x8"):
+        print_row(run_ours(spec, base, queries, learn, gt, args.runs))
+    print_row(lvq_single_row("lvq8", base, queries, args.runs))
+    for key in FIXED_PEERS:
+        if key in args.peers:
+            print_row(run_faiss(key, base, queries, gt, sample, args.runs))
+
+
+def bench_budget(name, m, base, queries, learn, gt, sample, args) -> None:
+    """PQ and LR2VQ against faiss's PQ family at ``m`` bytes per vector."""
+    dim = base.shape[1]
+    print_header(f"{name}: {m} bytes per vector (n={len(base)}, dim={dim})")
+    for kind in ("pq", "lr2vq"):
+        print_row(run_ours(f"{kind}{m}", base, queries, learn, gt, args.runs))
+    for key in BUDGET_PEERS:
+        if key.split("{")[0] in args.peers:
+            spec = key.format(M=m, D=dim, d=min(2 * m, dim))
+            print_row(run_faiss(spec, base, queries, gt, sample, args.runs))
 
 
 def bench_dataset(name: str, args: argparse.Namespace) -> None:
@@ -149,26 +175,10 @@ def bench_dataset(name: str, args: argparse.Namespace) -> None:
     gt = data.gt_ids[: args.n_queries]
     rng = np.random.default_rng(0)
     sample = base[rng.choice(len(base), min(args.train_sample, len(base)), False)]
-    dim = base.shape[1]
-
     if args.fixed:
-        rows = flat_rows(base, queries, gt, args.runs)
-        for spec in ("lvq8", "lvq4", "lvq4x8"):
-            rows.append(run_ours(spec, base, queries, learn, gt, args.runs))
-        rows.append(lvq_single_row("lvq8", base, queries, args.runs))
-        rows += [run_faiss(key, base, queries, gt, sample, args.runs)
-                 for key in FIXED_PEERS if key in args.peers]
-        print_table(f"{name}: scalar codes (n={len(base)}, dim={dim})", rows)
-
+        bench_fixed(name, base, queries, learn, gt, sample, args)
     for m in args.bytes:
-        rows = [run_ours(f"{kind}{m}", base, queries, learn, gt, args.runs)
-                for kind in ("pq", "lr2vq")]
-        for key in BUDGET_PEERS:
-            if key.split("{")[0] not in args.peers:
-                continue
-            spec = key.format(M=m, D=dim, d=min(2 * m, dim))
-            rows.append(run_faiss(spec, base, queries, gt, sample, args.runs))
-        print_table(f"{name}: {m} bytes per vector (n={len(base)}, dim={dim})", rows)
+        bench_budget(name, m, base, queries, learn, gt, sample, args)
 
 
 def main(argv: list[str] | None = None) -> None:
