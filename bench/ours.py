@@ -11,21 +11,18 @@ from .adapters import Adapter, register
 
 
 class _LeanvecAdapter(Adapter):
-    """Shared plumbing: thread bounds around every call into leanvec."""
+    """Shared plumbing. The runner bounds numba's and BLAS's threads around the
+    build and the timed queries, so no call here sets them again (that would add
+    its cost to every query in one-query-at-a-time mode)."""
 
     requires = ("numba",)
-
-    def _threads(self) -> Any:
-        from leanvec._threads import limit_threads
-
-        return limit_threads(self.n_threads)
 
     def _result_ids(self, result: Any) -> NDArray[np.int64]:
         return np.asarray(result.ids, dtype=np.int64)
 
     def index_bytes(self) -> int | None:
         per_vector = getattr(self.index, "bytes_per_vector", None)
-        return None if per_vector is None else int(per_vector) * self.n
+        return None if per_vector is None else round(per_vector * self.n)
 
 
 @register
@@ -38,12 +35,10 @@ class LeanvecFlat(_LeanvecAdapter):
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
         import leanvec
 
-        with self._threads():
-            self.index = leanvec.FlatIndex(metric=self.metric).fit(database)
+        self.index = leanvec.FlatIndex(metric=self.metric).fit(database)
 
     def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
-        with self._threads():
-            return self._result_ids(self.index.search(queries, k))
+        return self._result_ids(self.index.search(queries, k))
 
 
 @register
@@ -68,8 +63,7 @@ class LeanvecIndex(_LeanvecAdapter):
         if args["leanvec_dims"] is not None:
             args["leanvec_dims"] = min(int(args["leanvec_dims"]), database.shape[1])
         self.index = leanvec.Index(metric=self.metric, n_threads=self.n_threads, **args)
-        with self._threads():
-            self.index.fit(database, train_queries=train)
+        self.index.fit(database, train_queries=train)
 
     def set_threads(self, n_threads: int | None) -> None:
         super().set_threads(n_threads)
@@ -78,8 +72,7 @@ class LeanvecIndex(_LeanvecAdapter):
 
     def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
         args = {key: val for key, val in self.query_args.items() if val is not None}
-        with self._threads():
-            return self._result_ids(self.index.search(queries, k, **args))
+        return self._result_ids(self.index.search(queries, k, **args))
 
 
 @register
@@ -98,16 +91,9 @@ class LeanvecCompressed(_LeanvecAdapter):
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
         import leanvec
 
-        self.index = leanvec.CompressedIndex(
-            metric=self.metric, n_threads=self.n_threads, **self.build_args)
-        with self._threads():
-            self.index.fit(database, train_queries=learn_queries)
-
-    def set_threads(self, n_threads: int | None) -> None:
-        super().set_threads(n_threads)
-        if hasattr(self, "index"):
-            self.index.n_threads = n_threads
+        # n_threads None: the runner's bound applies, with no per-call cost.
+        self.index = leanvec.CompressedIndex(metric=self.metric, **self.build_args)
+        self.index.fit(database, train_queries=learn_queries)
 
     def batch_query(self, queries: NDArray[np.float32], k: int) -> NDArray[np.int64]:
-        with self._threads():
-            return self._result_ids(self.index.search(queries, k))
+        return self._result_ids(self.index.search(queries, k))
