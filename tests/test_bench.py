@@ -247,3 +247,53 @@ def test_pareto_front_and_qps_at():
     assert np.isnan(qps_at(results, 0.99))
     table = summary_table(results)
     assert "| x(M=4) | 0.950 | 50 | 10 | - | 2.00 | 100 |" in table
+
+
+# ---------------------------------------------------------------- runner
+@register
+class _Broken(Adapter):
+    name = "test-broken-library"
+
+    def _build(self, database, learn_queries):
+        raise RuntimeError("boom")
+
+
+def _tiny_dataset():
+    from leanvec.datasets import Dataset, ground_truth
+
+    rng = np.random.default_rng(0)
+    database = rng.standard_normal((50, 4)).astype(np.float32)
+    queries = rng.standard_normal((3, 4)).astype(np.float32)
+    gt_ids, gt_d = ground_truth(database, queries, "cosine", k=10)
+    return Dataset("t", "cosine", database, queries, gt_ids, gt_d, distance="angular")
+
+
+def test_runner_reports_failures_and_unsupported_metrics_once(tmp_path):
+    from bench.runner import Runner, Settings
+
+    lines = []
+    runner = Runner(_tiny_dataset(), Settings(results=tmp_path, runs=1),
+                    on_skip=lines.append)
+    found = runner.run([
+        defs.Definition("test-broken-library", "broken", {}, ({},)),
+        defs.Definition("test-euclidean-only", "l2", {}, ({}, {})),
+        defs.Definition("test-euclidean-only", "l2", {}, ({},)),
+        defs.Definition("leanvec-flat", "leanvec-flat", {}, ({},)),
+    ])
+    assert lines == [
+        "skipped broken: failed: RuntimeError: boom",
+        "skipped l2: metric 'cosine' not supported (supports euclidean)",
+    ]
+    assert [r.attrs["algo"] for r in found] == ["leanvec-flat"]
+    assert found[0].attrs["recall"] == 1.0
+    assert list(tmp_path.glob("t/10/*/*.hdf5"))[0].parent.name == "leanvec-flat-batch"
+
+
+def test_thread_limit_restores_faiss_threads():
+    faiss = pytest.importorskip("faiss")
+    from bench.runner import thread_limit
+
+    faiss.omp_set_num_threads(2)
+    with thread_limit(1):
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == 2
