@@ -21,30 +21,42 @@ import vsa
 from leanvec import exact_search
 
 DIM = 1024
-_FIELDS = {"Package": "name", "Version": "version", "Section": "section",
-           "Priority": "priority", "Installed-Size": "installed_size",
-           "Size": "size", "Depends": "depends", "Architecture": "architecture",
-           "Maintainer": "maintainer", "Description": "description"}
+_FIELDS = {
+    "Package": "name",
+    "Version": "version",
+    "Section": "section",
+    "Priority": "priority",
+    "Installed-Size": "installed_size",
+    "Size": "size",
+    "Depends": "depends",
+    "Architecture": "architecture",
+    "Maintainer": "maintainer",
+    "Description": "description",
+}
 
 
 # ------------------------------------------------------------------ corpora
 def debian_records(limit: int) -> list[dict]:
     """Debian package stanzas as JSON-like dicts with 10 fields."""
     try:
-        text = subprocess.run(["apt-cache", "dumpavail"], capture_output=True,
-                              text=True, check=True).stdout
+        text = subprocess.run(
+            ["apt-cache", "dumpavail"], capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         text = Path("/var/lib/dpkg/status").read_text(errors="replace")
     records = []
     for stanza in text.split("\n\n"):
-        fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, flags=re.M))
+        fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, flags=re.MULTILINE))
         if "Package" not in fields:
             continue
         record = {name: fields.get(key, "") for key, name in _FIELDS.items()}
         for key in ("installed_size", "size"):
             record[key] = int(record[key]) if record[key].isdigit() else 0
-        record["depends"] = [d.split("|")[0].split("(")[0].strip()
-                             for d in record["depends"].split(",") if d.strip()]
+        record["depends"] = [
+            d.split("|")[0].split("(")[0].strip()
+            for d in record["depends"].split(",")
+            if d.strip()
+        ]
         records.append(record)
     random.Random(0).shuffle(records)
     return records[:limit]
@@ -57,8 +69,12 @@ def generated_records(n: int, n_fields: int, n_values: int, seed: int) -> list[d
     return [{f"f{j}": f"v{p}" for j, p in enumerate(row)} for row in picks]
 
 
-def perturb(records: list[dict], n_changed: int, count: int, seed: int,
-            ) -> tuple[list[dict], np.ndarray]:
+def perturb(
+    records: list[dict],
+    n_changed: int,
+    count: int,
+    seed: int,
+) -> tuple[list[dict], np.ndarray]:
     """Copies of ``count`` records with ``n_changed`` top-level fields replaced by
     the same field of another random record; returns (queries, source ids)."""
     rng = random.Random(seed)
@@ -91,10 +107,14 @@ def hashing_vectors(records: list[dict], dim: int) -> np.ndarray:
             yield f"{path}={value}"
 
     hasher = FeatureHasher(n_features=dim, input_type="string")
-    return hasher.transform(list(tokens(r)) for r in records).toarray().astype(np.float32)
+    return (
+        hasher.transform(list(tokens(r)) for r in records).toarray().astype(np.float32)
+    )
 
 
-def recall_at_1(database: np.ndarray, queries: np.ndarray, sources: np.ndarray) -> float:
+def recall_at_1(
+    database: np.ndarray, queries: np.ndarray, sources: np.ndarray
+) -> float:
     found = exact_search(database, queries, 1, "cosine")
     return float(np.mean(found.ids[:, 0] == sources))
 
@@ -102,9 +122,12 @@ def recall_at_1(database: np.ndarray, queries: np.ndarray, sources: np.ndarray) 
 def _methods(weights: dict[str, float]) -> dict:
     return {
         "MBAT (hadamard roles)": lambda r: vsa.JSONEncoder(DIM).encode(r),
-        "MBAT, tuned weights": lambda r: vsa.JSONEncoder(DIM, weights=weights).encode(r),
+        "MBAT, tuned weights": lambda r: vsa.JSONEncoder(DIM, weights=weights).encode(
+            r
+        ),
         "MAP (sign vectors, element-wise)": lambda r: vsa.JSONEncoder(
-            DIM, roles="sign").encode(r),
+            DIM, roles="sign"
+        ).encode(r),
         "FeatureHasher path=value": lambda r: hashing_vectors(r, DIM),
     }
 
@@ -136,8 +159,17 @@ def capacity_table(n_records: int) -> None:
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     values = [f"v{i}" for i in range(1000)]
     # D = 33 (F - 1) is the 99 % point of the formula; 330 and 528 use dense roles.
-    for dim, n_fields in [(256, 5), (256, 9), (512, 9), (512, 17), (1024, 17),
-                          (1024, 32), (1024, 64), (330, 11), (528, 17)]:
+    for dim, n_fields in [
+        (256, 5),
+        (256, 9),
+        (512, 9),
+        (512, 17),
+        (1024, 17),
+        (1024, 32),
+        (1024, 64),
+        (330, 11),
+        (528, 17),
+    ]:
         records = generated_records(n_records, n_fields, 1000, seed=dim + n_fields)
         roles = "hadamard" if dim & (dim - 1) == 0 else "dense"
         enc = vsa.JSONEncoder(dim, seed=1, roles=roles, string_tokens=0.0)
@@ -148,8 +180,10 @@ def capacity_table(n_records: int) -> None:
             hits += sum(f[0][0] == r[f"f{j}"] for f, r in zip(found, records))
         measured = hits / (n_records * n_fields)
         formula = vsa.expected_accuracy(dim, n_fields, 1000)
-        print(f"| {dim} | {n_fields} | {dim / (n_fields - 1):.1f} | {measured:.4f} "
-              f"| {formula:.4f} | {measured - formula:+.4f} |")
+        print(
+            f"| {dim} | {n_fields} | {dim / (n_fields - 1):.1f} | {measured:.4f} "
+            f"| {formula:.4f} | {measured - formula:+.4f} |"
+        )
 
 
 def nesting_table(n_pairs: int) -> None:
@@ -158,9 +192,13 @@ def nesting_table(n_pairs: int) -> None:
     print("| --- | ---: | ---: |")
     # Ten key names, so the dense run builds only ten 1024 x 1024 matrices.
     keys = [f"key{i}" for i in range(10)]
-    pairs = [({keys[i % 10]: {keys[(i + 1 + (i // 10) % 9) % 10]: f"x{i}"}},
-              {keys[(i + 1 + (i // 10) % 9) % 10]: {keys[i % 10]: f"x{i}"}})
-             for i in range(n_pairs)]
+    pairs = [
+        (
+            {keys[i % 10]: {keys[(i + 1 + (i // 10) % 9) % 10]: f"x{i}"}},
+            {keys[(i + 1 + (i // 10) % 9) % 10]: {keys[i % 10]: f"x{i}"}},
+        )
+        for i in range(n_pairs)
+    ]
     for roles in ("hadamard", "dense", "sign"):
         enc = vsa.JSONEncoder(DIM, roles=roles)
         left = enc.encode([p[0] for p in pairs])
@@ -169,18 +207,26 @@ def nesting_table(n_pairs: int) -> None:
         print(f"| {roles} | {cos.mean():.4f} | {np.abs(cos).max():.4f} |")
 
 
-def recall_table(name: str, records: list[dict], n_queries: int, weights: dict,
-                 ) -> None:
-    print(f"\n### Recall@1 of the source record, {name} "
-          f"({len(records)} records, {n_queries} queries, D = {DIM})\n")
+def recall_table(
+    name: str,
+    records: list[dict],
+    n_queries: int,
+    weights: dict,
+) -> None:
+    print(
+        f"\n### Recall@1 of the source record, {name} "
+        f"({len(records)} records, {n_queries} queries, D = {DIM})\n"
+    )
     methods = _methods(weights)
     print("| fields changed | " + " | ".join(methods) + " |")
     print("| ---: |" + " ---: |" * len(methods))
     databases = {name: encode(records) for name, encode in methods.items()}
     for n_changed in (1, 2, 3, 4):
         queries, sources = perturb(records, n_changed, n_queries, seed=n_changed)
-        row = [recall_at_1(databases[name], encode(queries), sources)
-               for name, encode in methods.items()]
+        row = [
+            recall_at_1(databases[name], encode(queries), sources)
+            for name, encode in methods.items()
+        ]
         print(f"| {n_changed} | " + " | ".join(f"{r:.3f}" for r in row) + " |")
 
 
@@ -188,16 +234,28 @@ def throughput_table(n_records: int) -> None:
     print(f"\n### Encoding throughput, D = {DIM}, 10 fields, {n_records} records\n")
     rng = random.Random(0)
     words = [f"w{i}" for i in range(5000)]
-    records = [{"id": i, "name": " ".join(rng.sample(words, 2)), "city": rng.choice(words),
-                "age": rng.randint(0, 90), "score": rng.random(),
-                "tags": rng.sample(words, 3), "ok": rng.random() < 0.5,
-                "zip": rng.randint(1000, 9999), "note": " ".join(rng.sample(words, 8)),
-                "kind": rng.choice("abc")} for i in range(n_records)]
+    records = [
+        {
+            "id": i,
+            "name": " ".join(rng.sample(words, 2)),
+            "city": rng.choice(words),
+            "age": rng.randint(0, 90),
+            "score": rng.random(),
+            "tags": rng.sample(words, 3),
+            "ok": rng.random() < 0.5,
+            "zip": rng.randint(1000, 9999),
+            "note": " ".join(rng.sample(words, 8)),
+            "kind": rng.choice("abc"),
+        }
+        for i in range(n_records)
+    ]
     print("| encoder | records/s (wall) | records per CPU-second |")
     print("| --- | ---: | ---: |")
-    encoders = {"MBAT (hadamard)": vsa.JSONEncoder(DIM).fit(records[:2000]).encode,
-                "MAP (sign)": vsa.JSONEncoder(DIM, roles="sign").encode,
-                "FeatureHasher": lambda r: hashing_vectors(r, DIM)}
+    encoders = {
+        "MBAT (hadamard)": vsa.JSONEncoder(DIM).fit(records[:2000]).encode,
+        "MAP (sign)": vsa.JSONEncoder(DIM, roles="sign").encode,
+        "FeatureHasher": lambda r: hashing_vectors(r, DIM),
+    }
     for name, encode in encoders.items():
         encode(records[:200])
         wall, cpu = time.perf_counter(), time.process_time()
@@ -221,16 +279,19 @@ def main(argv: list[str] | None = None) -> None:
         debian = debian_records(int(20_000 * scale) + 3000)
         held_out, debian = debian[:3000], debian[3000:]
         weights = tune_weights(held_out, 2)
-        print(f"\nTuned weights (coordinate search on 3000 held-out records): {weights}")
+        print(
+            f"\nTuned weights (coordinate search on 3000 held-out records): {weights}"
+        )
         recall_table("Debian packages", debian, int(1000 * scale), weights)
         generated = generated_records(int(20_000 * scale), 10, 1000, seed=5)
-        recall_table("generated, 10 fields of 1000 values", generated,
-                     int(1000 * scale), {})
+        recall_table(
+            "generated, 10 fields of 1000 values", generated, int(1000 * scale), {}
+        )
     if "throughput" in sections:
         throughput_table(int(20_000 * scale))
 
 
-print = functools.partial(print, flush=True)  # noqa: A001  (tables appear as made)
+print = functools.partial(print, flush=True)
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,15 @@ from vsa import cli
 
 
 def _records(n=30):
-    return [{"name": f"item{i}", "city": ["Oslo", "Rome", "Lima"][i % 3], "size": i,
-             "tags": ["a", f"t{i}"]} for i in range(n)]
+    return [
+        {
+            "name": f"item{i}",
+            "city": ["Oslo", "Rome", "Lima"][i % 3],
+            "size": i,
+            "tags": ["a", f"t{i}"],
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -39,7 +46,9 @@ def test_encode_then_query_round_trip(corpus, tmp_path, capsys):
     np.testing.assert_array_equal(vectors, vsa.JSONEncoder.load(enc).encode(_records()))
 
     capsys.readouterr()
-    assert cli.main(["query", str(enc), str(out), "city", "--rows", "4,5", "-k", "1"]) == 0
+    assert (
+        cli.main(["query", str(enc), str(out), "city", "--rows", "4,5", "-k", "1"]) == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["values"][0][0] for line in lines] == ["Rome", "Lima"]
     assert cli.main(["query", str(enc), str(out), "tags[1]", "--rows", "7"]) == 0
@@ -67,7 +76,9 @@ def test_similar_finds_the_source_line(corpus, tmp_path, capsys):
     enc = _fit(corpus, tmp_path)
     capsys.readouterr()
     query = json.dumps({"name": "item12", "city": "Oslo", "size": 12, "tags": ["a"]})
-    assert cli.main(["similar", str(enc), str(corpus), "--query", query, "-k", "3"]) == 0
+    assert (
+        cli.main(["similar", str(enc), str(corpus), "--query", query, "-k", "3"]) == 0
+    )
     hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert hits[0]["line"] == 13 and hits[0]["similarity"] > hits[1]["similarity"]
@@ -84,16 +95,31 @@ def _bad_corpus(tmp_path):
 
 def test_bad_line_stops_and_keeps_earlier_rows(tmp_path, capsys):
     out = tmp_path / "v.npy"
-    assert cli.main(["encode", str(_bad_corpus(tmp_path)), "-o", str(out),
-                     "--dim", "64"]) == 1
+    assert (
+        cli.main(["encode", str(_bad_corpus(tmp_path)), "-o", str(out), "--dim", "64"])
+        == 1
+    )
     assert "bad.jsonl:3:10: Expecting value" in capsys.readouterr().err
     np.testing.assert_array_equal(np.load(out), vsa.JSONEncoder(64).encode(_records(2)))
 
 
 def test_bad_lines_skipped_with_skip(tmp_path, capsys):
     out = tmp_path / "v.npy"
-    assert cli.main(["encode", str(_bad_corpus(tmp_path)), "-o", str(out),
-                     "--dim", "64", "--on-error", "skip"]) == 1
+    assert (
+        cli.main(
+            [
+                "encode",
+                str(_bad_corpus(tmp_path)),
+                "-o",
+                str(out),
+                "--dim",
+                "64",
+                "--on-error",
+                "skip",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "bad.jsonl:3:10" in err and "bad.jsonl:5:1: nesting too deep" in err
     kept = [r for i, r in enumerate(_records(6)) if i not in (2, 4)]
@@ -114,13 +140,17 @@ def test_record_errors_are_reported_with_line(tmp_path, capsys):
 def test_usage_errors(corpus, tmp_path, capsys):
     assert cli.main(["encode", str(corpus), "-o", str(tmp_path / "v.txt")]) == 2
     assert "output must end in .npy, .hdf5 or .h5" in capsys.readouterr().err
-    assert cli.main(["encode", str(corpus), "-o", str(tmp_path / "v.npy"),
-                     "--dim", "100"]) == 2
+    assert (
+        cli.main(["encode", str(corpus), "-o", str(tmp_path / "v.npy"), "--dim", "100"])
+        == 2
+    )
     assert "power of two" in capsys.readouterr().err
     enc = _fit(corpus, tmp_path)
     np.save(tmp_path / "v.npy", np.zeros((2, 256), dtype=np.float32))
-    assert cli.main(["query", str(enc), str(tmp_path / "v.npy"), "city",
-                     "--rows", "5"]) == 2
+    assert (
+        cli.main(["query", str(enc), str(tmp_path / "v.npy"), "city", "--rows", "5"])
+        == 2
+    )
     assert "--rows [5] out of range: the file has 2 vectors" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["fit", str(corpus), "-o", "x", "--weight", "nonumber"])
@@ -139,13 +169,31 @@ def test_fit_skips_bad_records(tmp_path, capsys):
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n{"a": [1, 2, 3]}\n{"a": 5}\n')
     enc = tmp_path / "enc.lvec"
-    assert cli.main(["fit", str(path), "-o", str(enc), "--dim", "64",
-                     "--on-error", "skip", "--range", "b=0:1"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                str(path),
+                "-o",
+                str(enc),
+                "--dim",
+                "64",
+                "--on-error",
+                "skip",
+                "--range",
+                "b=0:1",
+            ]
+        )
+        == 0
+    )
     assert vsa.JSONEncoder.load(enc).range_of("a") == (1.0, 5.0)
     fitted = vsa.JSONEncoder(64, max_array_length=2)
     skipped = []
-    fitted.fit([{"a": [1, 2, 3]}, {"a": [4]}], on_error="skip",
-               on_skip=lambda i, e: skipped.append(i))
+    fitted.fit(
+        [{"a": [1, 2, 3]}, {"a": [4]}],
+        on_error="skip",
+        on_skip=lambda i, e: skipped.append(i),
+    )
     assert skipped == [0] and fitted.range_of("a[]") == (4.0, 4.0)
     with pytest.raises(vsa.RecordError, match="record 0: array of 3 items"):
         fitted.fit([{"a": [1, 2, 3]}])

@@ -42,7 +42,10 @@ def test_binding_is_non_commutative_except_sign():
     ab, ba = vsa.bind(a, vsa.bind(b, x)), vsa.bind(b, vsa.bind(a, x))
     assert abs(vsa.similarity(ab, ba)) < 0.2
     sa, sb = vsa.make_role("a", 256, kind="sign"), vsa.make_role("b", 256, kind="sign")
-    assert vsa.similarity(vsa.bind(sa, vsa.bind(sb, x)), vsa.bind(sb, vsa.bind(sa, x))) == 1
+    assert (
+        vsa.similarity(vsa.bind(sa, vsa.bind(sb, x)), vsa.bind(sb, vsa.bind(sa, x)))
+        == 1
+    )
 
 
 def test_non_power_of_two_dim_is_rejected_for_hadamard():
@@ -75,15 +78,21 @@ _PROBE = (
     "import hashlib, vsa;"
     "h = hashlib.sha256(vsa.atom('caf\\u00e9', 256, 7).tobytes());"
     "h.update(vsa.make_role('k', 256, 7).matrix().tobytes());"
-    "h.update(vsa.JSONEncoder(256, 7).encode([{'a': [1, 'x y'], 'b': None}]).tobytes());"
+    "r = [{'a': [1, 'x y'], 'b': None}];"
+    "h.update(vsa.JSONEncoder(256, 7).encode(r).tobytes());"
     "print(h.hexdigest())"
 )
 
 
 def test_same_seed_same_vectors_across_processes():
     runs = [
-        subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
-                       check=True, env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout
+        subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(seed), "PATH": ""},
+        ).stdout
         for seed in (1, 2)
     ]
     assert runs[0] == runs[1] and len(runs[0].strip()) == 64

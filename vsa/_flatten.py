@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 # Node kinds.
 STRING, NUMBER, CONST, OBJECT, ARRAY = range(5)
@@ -94,8 +94,11 @@ class NodeTable:
         self.roots += other.roots
 
 
-def _number(value: int | float, nonfinite: str, where: Callable[[], str],
-            ) -> tuple[int, object]:
+def _number(
+    value: float,
+    nonfinite: str,
+    where: Callable[[], str],
+) -> tuple[int, object]:
     try:
         number = float(value)
     except OverflowError:
@@ -109,8 +112,14 @@ def _number(value: int | float, nonfinite: str, where: Callable[[], str],
     return CONST, name
 
 
-def flatten(record: object, base: int, table: NodeTable, root_schema: str = "",
-            nonfinite: str = "symbol", max_array_length: int = 10_000) -> None:
+def flatten(
+    record: object,
+    base: int,
+    table: NodeTable,
+    root_schema: str = "",
+    nonfinite: str = "symbol",
+    max_array_length: int = 10_000,
+) -> None:
     """Append the nodes of ``record`` to ``table``; node numbers start at ``base``.
 
     Duplicate keys after NFC normalisation keep the last value (as ``json`` does
@@ -135,7 +144,9 @@ def flatten(record: object, base: int, table: NodeTable, root_schema: str = "",
         if kind == OBJECT:
             members: dict[str, object] = {}
             for name, item in value.items():
-                members[nfc(name) if isinstance(name, str) else _bad_key(name, schema)] = item
+                members[
+                    nfc(name) if isinstance(name, str) else _bad_key(name, schema)
+                ] = item
             for name, item in members.items():
                 stack.append((item, node, name, child_schema(schema, name), depth + 1))
         elif kind == ARRAY:
@@ -151,8 +162,12 @@ def _bad_key(name: object, schema: str) -> str:
     )
 
 
-def _classify(value: object, schema: str, nonfinite: str, max_array_length: int,
-              ) -> tuple[int, object]:
+def _classify(
+    value: object,
+    schema: str,
+    nonfinite: str,
+    max_array_length: int,
+) -> tuple[int, object]:
     if isinstance(value, str):
         return STRING, nfc(value)
     if isinstance(value, bool):

@@ -69,9 +69,16 @@ def hadamard_roles(x: np.ndarray, signs: np.ndarray, transpose: bool) -> None:
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def level_codes(out: np.ndarray, rows: np.ndarray, levels: np.ndarray,
-                base: np.ndarray, rank: np.ndarray) -> None:
-    """Unit level codes: ``out[rows[i]] = base * (1 - 2 clip(levels[i] D/2 - rank, 0, 1))``.
+def level_codes(
+    out: np.ndarray,
+    rows: np.ndarray,
+    levels: np.ndarray,
+    base: np.ndarray,
+    rank: np.ndarray,
+) -> None:
+    """Unit level codes: ``out[rows[i]] = base * (1 - 2 clip(t_i D/2 - rank, 0, 1))``.
+
+    ``t_i = levels[i]``.
 
     levels: (m,) float64 in [0, 1]; base: (D,) float32; rank: (D,) float64, a
     permutation of 0..D-1; out: float32 (n, D). Rows are scaled to unit norm.
@@ -93,8 +100,17 @@ def level_codes(out: np.ndarray, rows: np.ndarray, levels: np.ndarray,
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _bind_one(x: np.ndarray, c: int, p: int, w: float, signs: np.ndarray,
-              soft: float, horner: bool, v: np.ndarray, tmp: np.ndarray) -> None:
+def _bind_one(
+    x: np.ndarray,
+    c: int,
+    p: int,
+    w: float,
+    signs: np.ndarray,
+    soft: float,
+    horner: bool,
+    v: np.ndarray,
+    tmp: np.ndarray,
+) -> None:
     """One pair of :func:`bind_rows`; ``v`` and ``tmp`` are scratch rows."""
     dim = x.shape[1]
     scale = np.float32(1.0 / np.sqrt(dim))
@@ -127,9 +143,15 @@ def _bind_one(x: np.ndarray, c: int, p: int, w: float, signs: np.ndarray,
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def bind_rows(x: np.ndarray, children: np.ndarray, parents: np.ndarray,
-              weights: np.ndarray, signs: np.ndarray, soft: float,
-              horner: bool) -> None:
+def bind_rows(
+    x: np.ndarray,
+    children: np.ndarray,
+    parents: np.ndarray,
+    weights: np.ndarray,
+    signs: np.ndarray,
+    soft: float,
+    horner: bool,
+) -> None:
     """Bind child rows of ``x`` into their parent rows with one structured role.
 
     For each pair ``(c, p) = (children[i], parents[i])`` with ``w = weights[c]``:
@@ -141,29 +163,62 @@ def bind_rows(x: np.ndarray, children: np.ndarray, parents: np.ndarray,
     for i in prange(children.shape[0]):
         v = np.empty(dim, dtype=np.float32)
         tmp = np.empty(dim, dtype=np.float32)
-        _bind_one(x, children[i], parents[i], weights[children[i]], signs, soft,
-                  horner, v, tmp)
+        _bind_one(
+            x,
+            children[i],
+            parents[i],
+            weights[children[i]],
+            signs,
+            soft,
+            horner,
+            v,
+            tmp,
+        )
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def bind_rows_serial(x: np.ndarray, children: np.ndarray, parents: np.ndarray,
-                     weights: np.ndarray, signs: np.ndarray, soft: float,
-                     horner: bool) -> None:
+def bind_rows_serial(
+    x: np.ndarray,
+    children: np.ndarray,
+    parents: np.ndarray,
+    weights: np.ndarray,
+    signs: np.ndarray,
+    soft: float,
+    horner: bool,
+) -> None:
     """:func:`bind_rows` on one thread, for small groups (no thread start-up)."""
     dim = x.shape[1]
     v = np.empty(dim, dtype=np.float32)
     tmp = np.empty(dim, dtype=np.float32)
     for i in range(children.shape[0]):
-        _bind_one(x, children[i], parents[i], weights[children[i]], signs, soft,
-                  horner, v, tmp)
+        _bind_one(
+            x,
+            children[i],
+            parents[i],
+            weights[children[i]],
+            signs,
+            soft,
+            horner,
+            v,
+            tmp,
+        )
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def string_codes(out: np.ndarray, rows: np.ndarray, indptr: np.ndarray,
-                 tokens: np.ndarray, token_table: np.ndarray, whole: np.ndarray,
-                 whole_table: np.ndarray, token_weight: float,
-                 whole_weight: float) -> None:
-    """``out[rows[i]] = normalize(a normalize(sum_t token_table[t]) + b whole_table[w])``.
+def string_codes(
+    out: np.ndarray,
+    rows: np.ndarray,
+    indptr: np.ndarray,
+    tokens: np.ndarray,
+    token_table: np.ndarray,
+    whole: np.ndarray,
+    whole_table: np.ndarray,
+    token_weight: float,
+    whole_weight: float,
+) -> None:
+    """``out[rows[i]] = normalize(a normalize(sum_t tokens_i) + b whole_table[w])``.
+
+    ``tokens_i`` are the rows of ``token_table`` listed for string i.
 
     The tokens of string i are ``tokens[indptr[i]:indptr[i + 1]]`` (repeats count);
     ``a = token_weight`` and ``b = whole_weight`` (1 when the token part is empty

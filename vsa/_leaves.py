@@ -27,9 +27,15 @@ def _normalize(rows: NDArray[np.float32]) -> NDArray[np.float32]:
     return rows
 
 
-def string_vectors(texts: list[str], dim: int, seed: int, token_weight: float,
-                   whole_weight: float, out: NDArray[np.float32] | None = None,
-                   rows: NDArray[np.int64] | None = None) -> NDArray[np.float32]:
+def string_vectors(
+    texts: list[str],
+    dim: int,
+    seed: int,
+    token_weight: float,
+    whole_weight: float,
+    out: NDArray[np.float32] | None = None,
+    rows: NDArray[np.int64] | None = None,
+) -> NDArray[np.float32]:
     """Rows ``normalize(t * normalize(sum token atoms) + w * atom(whole string))``.
 
     Returns an array of shape (len(texts), dim), float32, or writes the rows into
@@ -49,25 +55,38 @@ def string_vectors(texts: list[str], dim: int, seed: int, token_weight: float,
         out = np.empty((len(texts), dim), dtype=np.float32)
         rows = np.arange(len(texts))
     string_codes(
-        out, rows, np.asarray(indptr, dtype=np.int64), np.asarray(ids, dtype=np.int64),
-        token_table, np.asarray(whole, dtype=np.int64), whole_table,
-        float(token_weight), float(whole_weight),
+        out,
+        rows,
+        np.asarray(indptr, dtype=np.int64),
+        np.asarray(ids, dtype=np.int64),
+        token_table,
+        np.asarray(whole, dtype=np.int64),
+        whole_table,
+        float(token_weight),
+        float(whole_weight),
     )
     return out
 
 
-def number_basis(dim: int, seed: int) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
-    """The level-code base vector (shape (dim,)) and the flip rank of each coordinate."""
+def number_basis(
+    dim: int, seed: int
+) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    """The level-code base vector (shape (dim,)) and each coordinate's flip rank."""
     base = atoms(["number"], dim, seed, "number")[0]
     raw = hashlib.shake_256(f"{seed}\x1fnumber-rank".encode()).digest(4 * dim)
-    rank = np.argsort(np.argsort(np.frombuffer(raw, dtype="<u4"), kind="stable"),
-                      kind="stable")
+    rank = np.argsort(
+        np.argsort(np.frombuffer(raw, dtype="<u4"), kind="stable"), kind="stable"
+    )
     return base, rank.astype(np.float64)
 
 
-def number_vectors(levels: NDArray[np.float64], base: NDArray[np.float32],
-                   rank: NDArray[np.float64], out: NDArray[np.float32] | None = None,
-                   rows: NDArray[np.int64] | None = None) -> NDArray[np.float32]:
+def number_vectors(
+    levels: NDArray[np.float64],
+    base: NDArray[np.float32],
+    rank: NDArray[np.float64],
+    out: NDArray[np.float32] | None = None,
+    rows: NDArray[np.int64] | None = None,
+) -> NDArray[np.float32]:
     """Level (thermometer) codes for positions ``levels`` in [0, 1], shape (m,).
 
     The coordinate of rank ``r`` is negated by a fraction ``clip(t D / 2 - r, 0,
@@ -84,8 +103,11 @@ def number_vectors(levels: NDArray[np.float64], base: NDArray[np.float32],
     return out
 
 
-def number_levels(values: NDArray[np.float64], value_range: tuple[float, float] | None,
-                  log_scale: float) -> NDArray[np.float64]:
+def number_levels(
+    values: NDArray[np.float64],
+    value_range: tuple[float, float] | None,
+    log_scale: float,
+) -> NDArray[np.float64]:
     """Map finite numbers to [0, 1]: linear over ``value_range`` (clipped outside).
 
     Without a range, ``t = 0.5 + 0.5 tanh(asinh(x) / log_scale)``: a signed log

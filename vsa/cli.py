@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -34,7 +34,9 @@ def _weight(text: str) -> tuple[str, float]:
     try:
         return path, float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"weight must be a number in {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"weight must be a number in {text!r}"
+        ) from None
 
 
 def _range(text: str) -> tuple[str, tuple[float, float]]:
@@ -43,56 +45,97 @@ def _range(text: str) -> tuple[str, tuple[float, float]]:
     try:
         return path, (float(low), float(high))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"range must be LOW:HIGH in {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"range must be LOW:HIGH in {text!r}"
+        ) from None
 
 
 def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("encoder (ignored with --encoder)")
     group.add_argument("--dim", type=int, default=1024, help="vector dimension")
     group.add_argument("--seed", type=int, default=0, help="codebook seed")
-    group.add_argument("--roles", choices=("hadamard", "dense", "sign"),
-                       default="hadamard", help="role matrices")
+    group.add_argument(
+        "--roles",
+        choices=("hadamard", "dense", "sign"),
+        default="hadamard",
+        help="role matrices",
+    )
     group.add_argument("--soft", type=float, default=0.0, help="unbound term weight")
-    group.add_argument("--weight", type=_weight, action="append", default=[],
-                       metavar="PATH=W", help="weight of a path (repeatable)")
-    group.add_argument("--range", type=_range, action="append", default=[],
-                       metavar="PATH=LOW:HIGH", help="number range of a path")
+    group.add_argument(
+        "--weight",
+        type=_weight,
+        action="append",
+        default=[],
+        metavar="PATH=W",
+        help="weight of a path (repeatable)",
+    )
+    group.add_argument(
+        "--range",
+        type=_range,
+        action="append",
+        default=[],
+        metavar="PATH=LOW:HIGH",
+        help="number range of a path",
+    )
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="JSON Lines or .json file, or - for stdin")
-    parser.add_argument("--format", choices=("auto", "json", "jsonl"), default="auto",
-                        help="input format; auto: .json is one document, else lines")
-    parser.add_argument("--on-error", choices=("stop", "skip"), default="stop",
-                        help="on a bad line: stop (keeping what was encoded) or skip")
+    parser.add_argument(
+        "--format",
+        choices=("auto", "json", "jsonl"),
+        default="auto",
+        help="input format; auto: .json is one document, else lines",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="on a bad line: stop (keeping what was encoded) or skip",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``json2vec``."""
     parser = argparse.ArgumentParser(
-        prog="json2vec", description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="json2vec",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    enc = sub.add_parser("encode", help="encode records to .npy or .hdf5",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    enc = sub.add_parser(
+        "encode",
+        help="encode records to .npy or .hdf5",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _add_input_options(enc)
     enc.add_argument("-o", "--output", required=True, help="OUT.npy or OUT.hdf5")
     enc.add_argument("--encoder", help="encoder file saved by 'json2vec fit'")
     _add_encoder_options(enc)
 
-    fit = sub.add_parser("fit", help="learn ranges and candidates; save an encoder",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fit = sub.add_parser(
+        "fit",
+        help="learn ranges and candidates; save an encoder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _add_input_options(fit)
     fit.add_argument("-o", "--output", required=True, help="encoder file to write")
-    fit.add_argument("--max-candidates", type=int, default=10_000,
-                     help="values kept per path for query")
+    fit.add_argument(
+        "--max-candidates",
+        type=int,
+        default=10_000,
+        help="values kept per path for query",
+    )
     _add_encoder_options(fit)
 
-    query = sub.add_parser("query", help="read a field back from vectors",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    query = sub.add_parser(
+        "query",
+        help="read a field back from vectors",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     query.add_argument("encoder", help="encoder file saved by 'json2vec fit'")
     query.add_argument("vectors", help=".npy or .hdf5 vectors")
     query.add_argument("path", help="field path, e.g. address.city or children[0]")
@@ -100,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--rows", help="comma-separated row numbers (default all)")
     query.add_argument("--candidates", help="JSON array of candidate values")
 
-    similar = sub.add_parser("similar", help="records most similar to a query",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    similar = sub.add_parser(
+        "similar",
+        help="records most similar to a query",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     similar.add_argument("encoder", help="encoder file saved by 'json2vec fit'")
     _add_input_options(similar)
     similar.add_argument("--query", required=True, help="the query record as JSON")
@@ -119,7 +165,9 @@ def _progress(path: str, disabled: bool) -> Iterator[Callable[[int], None] | Non
         except ImportError:
             tqdm = None
         if tqdm is not None:
-            bar = tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(path))
+            bar = tqdm(
+                total=size, unit="B", unit_scale=True, desc=os.path.basename(path)
+            )
     try:
         yield bar.update if bar is not None else None
     finally:
@@ -139,9 +187,15 @@ def _open(path: str) -> Iterator:
 def _make_encoder(args: argparse.Namespace) -> JSONEncoder:
     if getattr(args, "encoder", None):
         return JSONEncoder.load(args.encoder)
-    return JSONEncoder(args.dim, args.seed, roles=args.roles, soft=args.soft,
-                       weights=dict(args.weight), ranges=dict(args.range),
-                       max_candidates=getattr(args, "max_candidates", 10_000))
+    return JSONEncoder(
+        args.dim,
+        args.seed,
+        roles=args.roles,
+        soft=args.soft,
+        weights=dict(args.weight),
+        ranges=dict(args.range),
+        max_candidates=getattr(args, "max_candidates", 10_000),
+    )
 
 
 def _skipper(state: ReadState, on_error: str) -> Callable[[int, Exception], None]:
@@ -155,14 +209,18 @@ def _skipper(state: ReadState, on_error: str) -> Callable[[int, Exception], None
     return skipped
 
 
-def _encode_input(encoder: JSONEncoder, args: argparse.Namespace,
-                  state: ReadState) -> np.ndarray:
+def _encode_input(
+    encoder: JSONEncoder, args: argparse.Namespace, state: ReadState
+) -> np.ndarray:
     fmt = guess_format(args.input) if args.format == "auto" else args.format
 
     with _open(args.input) as source, _progress(args.input, args.no_progress) as bar:
         records = read_records(source, state, fmt, args.on_error, bar)
-        chunks = list(encoder.encode_iter(records, on_error="skip",
-                                          on_skip=_skipper(state, args.on_error)))
+        chunks = list(
+            encoder.encode_iter(
+                records, on_error="skip", on_skip=_skipper(state, args.on_error)
+            )
+        )
     _print_errors(state)
     if not chunks:
         return np.zeros((0, encoder.dim), dtype=np.float32)
@@ -205,8 +263,15 @@ def _cmd_query(args: argparse.Namespace) -> int:
         raise ValueError("--candidates must be a JSON array")
     answers = encoder.query(vectors[list(rows)], args.path, candidates, k=args.count)
     for row, found in zip(rows, answers):
-        print(json.dumps({"row": row, "path": args.path,
-                          "values": [[value, round(score, 4)] for value, score in found]}))
+        print(
+            json.dumps(
+                {
+                    "row": row,
+                    "path": args.path,
+                    "values": [[value, round(score, 4)] for value, score in found],
+                }
+            )
+        )
     return 0
 
 
@@ -216,7 +281,9 @@ def _rows(text: str | None, n: int) -> list[int]:
     try:
         rows = [int(r) for r in text.split(",")]
     except ValueError:
-        raise ValueError(f"--rows must be comma-separated integers, got {text!r}") from None
+        raise ValueError(
+            f"--rows must be comma-separated integers, got {text!r}"
+        ) from None
     bad = [r for r in rows if not 0 <= r < n]
     if bad:
         raise ValueError(f"--rows {bad} out of range: the file has {n} vectors")
@@ -234,20 +301,33 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.input} holds no records to search")
     found = exact_search(database, query, min(args.count, len(database)), "cosine")
     for rank, (row, distance) in enumerate(zip(found.ids[0], found.distances[0]), 1):
-        print(json.dumps({"rank": rank, "line": state.lines[row],
-                          "similarity": round(1.0 - float(distance), 4)}))
+        print(
+            json.dumps(
+                {
+                    "rank": rank,
+                    "line": state.lines[row],
+                    "similarity": round(1.0 - float(distance), 4),
+                }
+            )
+        )
     return 1 if state.errors else 0
 
 
-_COMMANDS = {"encode": _cmd_encode, "fit": _cmd_fit, "query": _cmd_query,
-             "similar": _cmd_similar}
+_COMMANDS = {
+    "encode": _cmd_encode,
+    "fit": _cmd_fit,
+    "query": _cmd_query,
+    "similar": _cmd_similar,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``json2vec``; returns the exit status (0 ok, 1 bad input lines, 2 error)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="json2vec: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="json2vec: %(message)s",
+    )
     try:
         return _COMMANDS[args.command](args)
     except (ValueError, TypeError, OSError, RecordError) as exc:

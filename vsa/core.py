@@ -8,7 +8,8 @@ process and on every machine, without storing it.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -33,8 +34,12 @@ def stable_hash(name: str, seed: int = 0, namespace: str = "") -> int:
     return int.from_bytes(digest.digest(), "little")
 
 
-def _sign_bits(names: Sequence[str], n_bits: int, seed: int, namespace: str,
-               ) -> NDArray[np.uint8]:
+def _sign_bits(
+    names: Sequence[str],
+    n_bits: int,
+    seed: int,
+    namespace: str,
+) -> NDArray[np.uint8]:
     """Pseudo-random bits of shape (len(names), n_bits), one row per name."""
     n_bytes = (n_bits + 7) // 8
     raw = b"".join(
@@ -45,8 +50,12 @@ def _sign_bits(names: Sequence[str], n_bits: int, seed: int, namespace: str,
     return np.unpackbits(packed, axis=1, count=n_bits)
 
 
-def atoms(names: Sequence[str], dim: int, seed: int = 0, namespace: str = "atom",
-          ) -> NDArray[np.float32]:
+def atoms(
+    names: Sequence[str],
+    dim: int,
+    seed: int = 0,
+    namespace: str = "atom",
+) -> NDArray[np.float32]:
     """Seeded random unit vectors for symbols.
 
     Parameters
@@ -80,11 +89,15 @@ def atoms(names: Sequence[str], dim: int, seed: int = 0, namespace: str = "atom"
 
 def _byte_signs(dim: int) -> NDArray[np.float32]:
     bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
-    return ((bits.astype(np.float32) * 2 - 1) / np.float32(np.sqrt(dim)))
+    return (bits.astype(np.float32) * 2 - 1) / np.float32(np.sqrt(dim))
 
 
-def atom(name: str, dim: int, seed: int = 0, namespace: str = "atom",
-         ) -> NDArray[np.float32]:
+def atom(
+    name: str,
+    dim: int,
+    seed: int = 0,
+    namespace: str = "atom",
+) -> NDArray[np.float32]:
     """One seeded unit vector, shape (dim,), float32; see :func:`atoms`."""
     return atoms([name], dim, seed, namespace)[0]
 
@@ -191,8 +204,12 @@ def _haar(dim: int, seed: int) -> NDArray[np.float32]:
     return q.astype(np.float32)
 
 
-def make_role(name: str, dim: int, seed: int = 0, kind: RoleKind = "hadamard",
-              ) -> Role:
+def make_role(
+    name: str,
+    dim: int,
+    seed: int = 0,
+    kind: RoleKind = "hadamard",
+) -> Role:
     """The orthogonal role matrix for ``name``.
 
     Parameters
@@ -256,8 +273,9 @@ def unbind(role: Role, y: ArrayLike) -> NDArray[np.float32]:
     return out[0] if single else out
 
 
-def bundle(vectors: ArrayLike, weights: ArrayLike | None = None, *,
-           quantize: bool = False) -> NDArray:
+def bundle(
+    vectors: ArrayLike, weights: ArrayLike | None = None, *, quantize: bool = False
+) -> NDArray:
     """Superpose vectors (rows of an array of shape (m, dim)).
 
     Parameters
@@ -295,7 +313,7 @@ def bundle(vectors: ArrayLike, weights: ArrayLike | None = None, *,
     return (total / norm if norm > 0 else total).astype(np.float32)
 
 
-def similarity(a: ArrayLike, b: ArrayLike) -> Union[float, NDArray[np.float64]]:
+def similarity(a: ArrayLike, b: ArrayLike) -> float | NDArray[np.float64]:
     """Cosine similarity, computed in float64 (integer inputs never overflow).
 
     Two vectors of shape (dim,) give a float; rows of shape (m, dim) and (n, dim)
@@ -338,16 +356,18 @@ class ItemMemory:
         """Store ``vectors`` (array of shape (len(labels), dim)) under ``labels``."""
         rows, _ = _rows(vectors, self.dim, "vectors")
         if rows.shape[0] != len(labels):
-            raise ValueError(
-                f"got {len(labels)} labels but {rows.shape[0]} vectors"
-            )
+            raise ValueError(f"got {len(labels)} labels but {rows.shape[0]} vectors")
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         rows = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
         self._vectors = np.vstack([self._vectors, rows])
         self.labels.extend(labels)
 
-    def cleanup(self, vector: ArrayLike, k: int = 1, threshold: float = -1.0,
-                ) -> list[tuple[object, float]]:
+    def cleanup(
+        self,
+        vector: ArrayLike,
+        k: int = 1,
+        threshold: float = -1.0,
+    ) -> list[tuple[object, float]]:
         """The ``k`` stored labels most similar to ``vector`` (shape (dim,)).
 
         Returns ``[(label, cosine), ...]`` best first, keeping only cosines above
@@ -360,5 +380,6 @@ class ItemMemory:
             return []
         scores = similarity(self._vectors, query)[:, 0]
         order = np.argsort(-scores, kind="stable")[:k]
-        return [(self.labels[i], float(scores[i])) for i in order
-                if scores[i] > threshold]
+        return [
+            (self.labels[i], float(scores[i])) for i in order if scores[i] > threshold
+        ]

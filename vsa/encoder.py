@@ -6,7 +6,8 @@ import logging
 import math
 import os
 from collections import Counter
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -14,15 +15,31 @@ from numpy.typing import ArrayLike, NDArray
 from leanvec.persistence import load_state, save_state
 
 from . import _flatten as fl
-from ._leaves import _normalize, number_basis, number_levels, number_vectors, string_vectors
 from ._kernels import bind_rows, bind_rows_serial
+from ._leaves import (
+    _normalize,
+    number_basis,
+    number_levels,
+    number_vectors,
+    string_vectors,
+)
 from .core import ROLE_KINDS, HadamardRole, Role, atoms, make_role, similarity
 
 logger = logging.getLogger(__name__)
 
 _KIND = "vsa.JSONEncoder"
-_CONFIG = ("dim", "seed", "roles", "soft", "string_tokens", "string_whole",
-           "nonfinite", "max_array_length", "max_candidates", "log_scale")
+_CONFIG = (
+    "dim",
+    "seed",
+    "roles",
+    "soft",
+    "string_tokens",
+    "string_whole",
+    "nonfinite",
+    "max_array_length",
+    "max_candidates",
+    "log_scale",
+)
 # Nodes encoded together: a (nodes, dim) float32 work array of ~8 MiB stays in cache.
 _CHUNK_BYTES = 1 << 23
 # Groups smaller than this are bound on one thread.
@@ -107,7 +124,9 @@ class JSONEncoder:
         if roles == "hadamard":
             make_role("probe", self.dim, self.seed, "hadamard")
         if nonfinite not in ("symbol", "error"):
-            raise ValueError(f"nonfinite must be 'symbol' or 'error', got {nonfinite!r}")
+            raise ValueError(
+                f"nonfinite must be 'symbol' or 'error', got {nonfinite!r}"
+            )
         self.roles = roles
         self.nonfinite = nonfinite
         self.soft = _check_float(soft, "soft")
@@ -116,8 +135,10 @@ class JSONEncoder:
         self.log_scale = _check_float(log_scale, "log_scale", positive=True)
         self.max_array_length = _check_int(max_array_length, "max_array_length", 1)
         self.max_candidates = _check_int(max_candidates, "max_candidates", 1)
-        self.weights = {fl.nfc(k): _check_float(v, f"weights[{k!r}]")
-                        for k, v in (weights or {}).items()}
+        self.weights = {
+            fl.nfc(k): _check_float(v, f"weights[{k!r}]")
+            for k, v in (weights or {}).items()
+        }
         self.ranges = {fl.nfc(k): _check_range(v, k) for k, v in (ranges or {}).items()}
         self.fitted_ranges_: dict[str, tuple[float, float]] = {}
         self.memory_: dict[str, list] = {}
@@ -126,9 +147,13 @@ class JSONEncoder:
         self._memory_vectors: dict[str, NDArray[np.float32]] = {}
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, records: Iterable, progress: Progress | None = None,
-            on_error: Literal["raise", "skip"] = "raise",
-            on_skip: Callable[[int, Exception], None] | None = None) -> JSONEncoder:
+    def fit(
+        self,
+        records: Iterable,
+        progress: Progress | None = None,
+        on_error: Literal["raise", "skip"] = "raise",
+        on_skip: Callable[[int, Exception], None] | None = None,
+    ) -> JSONEncoder:
         """Learn number ranges and candidate values per path from ``records``.
 
         Parameters
@@ -163,14 +188,17 @@ class JSONEncoder:
             if progress is not None and (i + 1) % 1000 == 0:
                 progress(i + 1, total)
         self.fitted_ranges_ = {s: (lows[s], highs[s]) for s in lows}
-        self.memory_ = {s: [_value_of(key) for key, _ in c.most_common(self.max_candidates)]
-                        for s, c in counts.items()}
+        self.memory_ = {
+            s: [_value_of(key) for key, _ in c.most_common(self.max_candidates)]
+            for s, c in counts.items()
+        }
         self._memory_vectors = {}
         return self
 
     @staticmethod
-    def _observe(kind: int, schema: str, payload: object, lows: dict, highs: dict,
-                 counts: dict) -> None:
+    def _observe(
+        kind: int, schema: str, payload: object, lows: dict, highs: dict, counts: dict
+    ) -> None:
         if kind == fl.NUMBER:
             lows[schema] = min(lows.get(schema, payload), payload)
             highs[schema] = max(highs.get(schema, payload), payload)
@@ -185,8 +213,11 @@ class JSONEncoder:
         return self.ranges.get(schema, self.fitted_ranges_.get(schema))
 
     # ---------------------------------------------------------------- encoding
-    def encode(self, records: Iterable, progress: Progress | None = None,
-               ) -> NDArray[np.float32]:
+    def encode(
+        self,
+        records: Iterable,
+        progress: Progress | None = None,
+    ) -> NDArray[np.float32]:
         """Encode JSON values (parsed: dict, list, str, int, float, bool, None).
 
         Returns
@@ -205,10 +236,13 @@ class JSONEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(chunks)
 
-    def encode_iter(self, records: Iterable, on_error: Literal["raise", "skip"] = "raise",
-                    on_skip: Callable[[int, Exception], None] | None = None,
-                    progress: Progress | None = None,
-                    ) -> Iterator[NDArray[np.float32]]:
+    def encode_iter(
+        self,
+        records: Iterable,
+        on_error: Literal["raise", "skip"] = "raise",
+        on_skip: Callable[[int, Exception], None] | None = None,
+        progress: Progress | None = None,
+    ) -> Iterator[NDArray[np.float32]]:
         """Yield encoded chunks (float32 arrays of shape (m, dim)) as records arrive.
 
         With ``on_error="skip"`` a record that cannot be encoded is left out and
@@ -253,11 +287,14 @@ class JSONEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._encode_table(table)
 
-    def _flatten_one(self, record: object, number: int, base: int,
-                     schema: str = "") -> fl.NodeTable:
+    def _flatten_one(
+        self, record: object, number: int, base: int, schema: str = ""
+    ) -> fl.NodeTable:
         part = fl.NodeTable()
         try:
-            fl.flatten(record, base, part, schema, self.nonfinite, self.max_array_length)
+            fl.flatten(
+                record, base, part, schema, self.nonfinite, self.max_array_length
+            )
         except fl.RecordError as exc:
             raise fl.RecordError(f"record {number}: {exc}") from None
         return part
@@ -268,14 +305,18 @@ class JSONEncoder:
         self._fill_leaves(table, kind, x)
         depth = np.asarray(table.depth, dtype=np.int64)
         parent = np.asarray(table.parent, dtype=np.int64)
-        weight = np.array([self.weights.get(s, 1.0) for s in table.schema]
-                          if self.weights else np.ones(len(table)), dtype=np.float32)
+        weight = np.array(
+            [self.weights.get(s, 1.0) for s in table.schema]
+            if self.weights
+            else np.ones(len(table)),
+            dtype=np.float32,
+        )
 
         # Children are complete before their parents: walk up from the deepest level.
         order = np.argsort(depth, kind="stable")
         starts = np.searchsorted(depth[order], np.arange(depth.max() + 2))
         for level in range(int(depth.max()), 0, -1):
-            nodes = order[starts[level]:starts[level + 1]]
+            nodes = order[starts[level] : starts[level + 1]]
             self._bind_level(nodes, table.key, parent, weight, x)
             parents = np.unique(parent[nodes])
             x[parents] = _normalize(x[parents])
@@ -285,8 +326,15 @@ class JSONEncoder:
         strings = np.flatnonzero(kind == fl.STRING)
         if strings.size:
             texts = [table.payload[i] for i in strings]
-            string_vectors(texts, self.dim, self.seed, self.string_tokens,
-                           self.string_whole, out=x, rows=strings)
+            string_vectors(
+                texts,
+                self.dim,
+                self.seed,
+                self.string_tokens,
+                self.string_whole,
+                out=x,
+                rows=strings,
+            )
         consts = np.flatnonzero(kind == fl.CONST)
         if consts.size:
             names = [table.payload[i] for i in consts]
@@ -303,12 +351,17 @@ class JSONEncoder:
             groups.setdefault(table.schema[i], []).append(j)
         levels = np.empty(rows.size, dtype=np.float64)
         for schema, members in groups.items():
-            values = np.array([table.payload[rows[j]] for j in members], dtype=np.float64)
-            levels[members] = number_levels(values, self.range_of(schema), self.log_scale)
+            values = np.array(
+                [table.payload[rows[j]] for j in members], dtype=np.float64
+            )
+            levels[members] = number_levels(
+                values, self.range_of(schema), self.log_scale
+            )
         number_vectors(levels, *self._basis, out=x, rows=rows)
 
-    def _bind_level(self, nodes: NDArray, keys: list, parent: NDArray,
-                    weight: NDArray, x: NDArray) -> None:
+    def _bind_level(
+        self, nodes: NDArray, keys: list, parent: NDArray, weight: NDArray, x: NDArray
+    ) -> None:
         members: dict[str, list[int]] = {}
         items: dict[int, list[int]] = {}
         for i in nodes:
@@ -323,11 +376,13 @@ class JSONEncoder:
         elif items:
             self._horner(items, parent, weight, x)
 
-    def _add_bound(self, role: Role, group: NDArray, parent: NDArray, weight: NDArray,
-                   x: NDArray) -> None:
+    def _add_bound(
+        self, role: Role, group: NDArray, parent: NDArray, weight: NDArray, x: NDArray
+    ) -> None:
         if isinstance(role, HadamardRole):
-            _bind_kernel(group)(x, group, parent[group], weight, role.signs, self.soft,
-                                False)
+            _bind_kernel(group)(
+                x, group, parent[group], weight, role.signs, self.soft, False
+            )
             return
         values = x[group] * weight[group, None]
         # Parents within one key group are distinct, so fancy "+=" is safe.
@@ -335,8 +390,9 @@ class JSONEncoder:
         if self.soft:
             x[parent[group]] += self.soft * values
 
-    def _horner(self, items: dict[int, list[int]], parent: NDArray, weight: NDArray,
-                x: NDArray) -> None:
+    def _horner(
+        self, items: dict[int, list[int]], parent: NDArray, weight: NDArray, x: NDArray
+    ) -> None:
         # sum_i Q^(i+1) v_i = Q(v_0 + Q(v_1 + Q(v_2 + ...))): one product a position.
         seq = self._role("s", "seq")
         for pos in sorted(items, reverse=True):
@@ -362,7 +418,9 @@ class JSONEncoder:
         return role
 
     # ---------------------------------------------------------------- read-back
-    def unbind_path(self, vectors: ArrayLike, path: str | Sequence) -> NDArray[np.float32]:
+    def unbind_path(
+        self, vectors: ArrayLike, path: str | Sequence
+    ) -> NDArray[np.float32]:
         """Unbind ``vectors`` (shape (dim,) or (m, dim)) along ``path``.
 
         ``y = Q_kn^T ... Q_k1^T v`` for the keys and positions of ``path``
@@ -384,9 +442,14 @@ class JSONEncoder:
             rows = seq.apply_t(rows)
         return rows
 
-    def query(self, vectors: ArrayLike, path: str | Sequence,
-              candidates: Sequence | None = None, k: int = 5,
-              threshold: float | None = None) -> list:
+    def query(
+        self,
+        vectors: ArrayLike,
+        path: str | Sequence,
+        candidates: Sequence | None = None,
+        k: int = 5,
+        threshold: float | None = None,
+    ) -> list:
         """Read the value at ``path`` back from encoded ``vectors``.
 
         Parameters
@@ -416,11 +479,16 @@ class JSONEncoder:
         results = []
         for row in np.atleast_2d(scores):
             best = np.argsort(-row, kind="stable")[:k]
-            results.append([(values[j], float(row[j])) for j in best if row[j] >= limit])
+            results.append(
+                [(values[j], float(row[j])) for j in best if row[j] >= limit]
+            )
         return results[0] if np.ndim(vectors) == 1 else results
 
-    def _candidates(self, steps: list, candidates: Sequence | None,
-                    ) -> tuple[list, NDArray[np.float32]]:
+    def _candidates(
+        self,
+        steps: list,
+        candidates: Sequence | None,
+    ) -> tuple[list, NDArray[np.float32]]:
         schema = fl.schema_of(steps)
         if candidates is not None:
             values = list(candidates)
@@ -431,27 +499,32 @@ class JSONEncoder:
                 f"holding it, or pass candidates="
             )
         if schema not in self._memory_vectors:
-            self._memory_vectors[schema] = self.encode_values(self.memory_[schema],
-                                                              _schema_path(schema))
+            self._memory_vectors[schema] = self.encode_values(
+                self.memory_[schema], _schema_path(schema)
+            )
         return self.memory_[schema], self._memory_vectors[schema]
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:
         """Save the configuration, ranges and item memory to one file (atomic)."""
         meta = {name: getattr(self, name) for name in _CONFIG}
-        meta.update(weights=self.weights,
-                    ranges={k: list(v) for k, v in self.ranges.items()},
-                    fitted_ranges={k: list(v) for k, v in self.fitted_ranges_.items()},
-                    memory=self.memory_)
+        meta.update(
+            weights=self.weights,
+            ranges={k: list(v) for k, v in self.ranges.items()},
+            fitted_ranges={k: list(v) for k, v in self.fitted_ranges_.items()},
+            memory=self.memory_,
+        )
         save_state(path, _KIND, meta, {})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> JSONEncoder:
         """Read an encoder written by :meth:`save`; raises ValueError if foreign."""
         _, meta, _ = load_state(path, _KIND)
-        encoder = cls(**{name: meta[name] for name in _CONFIG},
-                      weights=meta["weights"],
-                      ranges={k: tuple(v) for k, v in meta["ranges"].items()})
+        encoder = cls(
+            **{name: meta[name] for name in _CONFIG},
+            weights=meta["weights"],
+            ranges={k: tuple(v) for k, v in meta["ranges"].items()},
+        )
         encoder.fitted_ranges_ = {k: tuple(v) for k, v in meta["fitted_ranges"].items()}
         encoder.memory_ = meta["memory"]
         return encoder
@@ -489,7 +562,11 @@ def _as_rows(vectors: ArrayLike, dim: int) -> NDArray[np.float32]:
 
 
 def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < low
+    ):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
@@ -507,7 +584,11 @@ def _check_range(value: object, path: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"ranges[{path!r}] must be a pair (low, high), got {value!r}") from None
+        raise ValueError(
+            f"ranges[{path!r}] must be a pair (low, high), got {value!r}"
+        ) from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        raise ValueError(f"ranges[{path!r}] must be finite with low <= high, got {value!r}")
+        raise ValueError(
+            f"ranges[{path!r}] must be finite with low <= high, got {value!r}"
+        )
     return lo, hi

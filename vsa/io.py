@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,17 +41,27 @@ def _parse_error(exc: Exception, text: str) -> tuple[int, int, str]:
         return 1, exc.start + 1, f"invalid UTF-8 ({exc.reason})"
     # RecursionError: the json module parses recursively.
     depth = max(text.count("["), text.count("{"))
-    return 1, 1, (f"nesting too deep for the JSON parser (up to {depth} levels; "
-                  f"Python's json stops near {sys.getrecursionlimit()})")
+    return (
+        1,
+        1,
+        (
+            f"nesting too deep for the JSON parser (up to {depth} levels; "
+            f"Python's json stops near {sys.getrecursionlimit()})"
+        ),
+    )
 
 
 def _loads(raw: bytes) -> object:
     return json.loads(raw.decode("utf-8"))
 
 
-def read_records(source: BinaryIO, state: ReadState, fmt: Format = "jsonl",
-                 on_error: Literal["stop", "skip"] = "stop",
-                 progress: Callable[[int], None] | None = None) -> Iterator[object]:
+def read_records(
+    source: BinaryIO,
+    state: ReadState,
+    fmt: Format = "jsonl",
+    on_error: Literal["stop", "skip"] = "stop",
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[object]:
     """Yield parsed records from a binary stream of JSON Lines or one JSON document.
 
     ``fmt="json"`` reads one document: an array yields its items, anything else
@@ -117,8 +128,9 @@ def write_vectors(path: str | os.PathLike, vectors: NDArray[np.float32]) -> Path
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".hdf5", ".h5"):
         raise ValueError(f"output must end in .npy, .hdf5 or .h5, got {str(path)!r}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix,
-                               dir=path.parent or ".")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix, dir=path.parent or "."
+    )
     os.close(fd)
     try:
         if suffix == ".npy":
