@@ -10,6 +10,7 @@ and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -188,6 +189,8 @@ def _report_sets(args: argparse.Namespace) -> list[tuple[str, list]]:
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plot import plot
 
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("plot needs matplotlib: pip install leanvec[bench]")
     sets = _report_sets(args)
     x_axis = args.recall if args.x_axis == "recall" else args.x_axis
     for name, found in sets:

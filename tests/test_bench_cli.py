@@ -92,6 +92,7 @@ def test_run_single_mode_table_and_plot(tiny, definitions, tmp_path, capsys):
     assert "### tiny-16-angular (k=10)" in out
     assert "| leanvec-flat | 1.000 |" in out
 
+    pytest.importorskip("matplotlib")
     png = tmp_path / "plot.png"
     assert main(["plot", "--results", str(results), "--output", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
