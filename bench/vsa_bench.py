@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     if "recall" in sections:
         debian = debian_records(int(20_000 * scale) + 3000)
         held_out, debian = debian[:3000], debian[3000:]
-        weights = tune_weights(held_out, 2)
+        weights = tune_weights(held_out, 4)
         print(
             f"\nTuned weights (coordinate search on 3000 held-out records): {weights}"
         )

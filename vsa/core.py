@@ -7,6 +7,7 @@ process and on every machine, without storing it.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from collections.abc import Sequence
 from typing import Literal
@@ -117,7 +118,7 @@ def _check_power_of_two(dim: int) -> None:
         )
 
 
-class Role:
+class Role(abc.ABC):
     """A seeded orthogonal D x D matrix used to bind values to a key or position.
 
     Use :func:`make_role` to build one. ``apply`` computes ``Q x`` (bind) and
@@ -130,11 +131,13 @@ class Role:
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
+    @abc.abstractmethod
     def apply(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        raise NotImplementedError("Role is abstract; build roles with make_role")
+        """``Q x`` for rows ``x`` of shape (m, dim)."""
 
+    @abc.abstractmethod
     def apply_t(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        raise NotImplementedError("Role is abstract; build roles with make_role")
+        """``Q^T x`` for rows ``x`` of shape (m, dim)."""
 
     def matrix(self) -> NDArray[np.float32]:
         """The role as a dense array of shape (dim, dim), float32."""
