@@ -215,7 +215,7 @@ class Index:
     @property
     def _build_ip(self) -> bool:
         """Build in inner-product geometry (else L2 on the primary vectors)."""
-        return self.metric == "inner_product" or not self._orthonormal
+        return self.metric == "inner_product"
 
     @property
     def _search_ip(self) -> bool:
@@ -496,8 +496,8 @@ class Index:
         a = self._a
         common = (self._prim(), _PRIMARY[self.primary], a["graph"], a["degrees"],
                   self._entry, window, cap, rerank)
-        us, c, offsets, use_aux, full, qqs, final = args
-        tail = (full, qqs, self._sec(), _SECONDARY[self.secondary],
+        us, c, offsets, use_aux, full, final = args
+        tail = (full, self._sec(), _SECONDARY[self.secondary],
                 METRIC_CODES[self.metric], final, ids, dists)
         if queries.shape[0] == 1 or self.n_threads == 1:
             kg.search_serial(us, c, offsets, use_aux, *common, *tail)
@@ -522,9 +522,8 @@ class Index:
             u = np.ascontiguousarray(t - a["lvq_mean"])
             c, offsets, use_aux = np.float32(2.0), _sq_norms(u), True
         final = np.full(queries.shape[0], 1.0 if self.metric == "cosine" else 0.0)
-        qqs = np.einsum("ij,ij->i", full, full, dtype=np.float64)
         return (np.ascontiguousarray(u, np.float32), c,
-                np.ascontiguousarray(offsets, np.float32), use_aux, full, qqs, final)
+                np.ascontiguousarray(offsets, np.float32), use_aux, full, final)
 
     # ------------------------------------------------------------ persistence
     def _check_fitted(self) -> None:

@@ -25,7 +25,7 @@ with ``c`` = 1 (inner product) or 2 (L2 through ||a||^2 + ||b||^2 - 2 <a, b>) an
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT, SQEUCLIDEAN
 from .lvq import lvq4_ip, lvq8_ip
@@ -43,8 +43,6 @@ SEC_LVQ8 = 3
 
 # float16 bits shifted into a float32 pattern are 2**-112 too small: scale back.
 _F16_SCALE = np.float32(2.0**112)
-_HASH_MULT = 2654435761
-_EMPTY = -1
 
 
 # ------------------------------------------------------------------ decoding
@@ -86,6 +84,22 @@ def _prim_decode(i, prim, kind, out_u32, out_f32):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _touch_rows(arr, ids, count, scratch):
+    """Load one value per 64-byte line of rows ``ids[:count]`` before they are used.
+
+    The loads are independent, so the processor overlaps their cache misses
+    instead of waiting for each row in turn inside the distance loops.
+    """
+    step = max(1, 64 // arr.itemsize)
+    acc = 0
+    for t in range(count):
+        i = ids[t]
+        for j in range(0, arr.shape[1], step):
+            acc += np.int64(arr[i, j] != 0)
+    scratch[0] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_f32):
     """Traversal distances ``aux_i - c <u, y_i> + offset`` of rows ``ids[:count]``.
 
@@ -95,6 +109,13 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
     """
     f32, f16, u8, steps, biases, aux = prim
     d = u.shape[0]
+    scratch = np.empty(1, dtype=np.int64)
+    if kind == PRIM_F32:
+        _touch_rows(f32, ids, count, scratch)
+    elif kind == PRIM_F16:
+        _touch_rows(f16, ids, count, scratch)
+    else:
+        _touch_rows(u8, ids, count, scratch)
     if kind == PRIM_F32:
         for t in range(count):
             i = ids[t]
@@ -125,48 +146,53 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
 
 # --------------------------------------------------------------- visited set
 @njit(cache=True, nogil=True, inline="always")
-def _visit(table, shift, node):
-    """Insert ``node`` into an open-addressing set; True when it was new."""
-    mask = table.shape[0] - 1
-    h = ((node * _HASH_MULT) & 0xFFFFFFFF) >> shift
-    while True:
-        v = table[h]
-        if v == node:
-            return False
-        if v == _EMPTY:
-            table[h] = node
-            return True
-        h = (h + 1) & mask
+def _visit(bits, node):
+    """Set ``node``'s bit in a bitset; True when it was not set before."""
+    word = node >> 6
+    mask = np.uint64(1) << np.uint64(node & 63)
+    if bits[word] & mask:
+        return False
+    bits[word] |= mask
+    return True
 
 
 @njit(cache=True, nogil=True)
-def _grow(table, shift):
-    """Return a set twice the size holding the same nodes, and its hash shift."""
-    bigger = np.full(table.shape[0] * 2, _EMPTY, dtype=np.int32)
-    for v in table:
-        if v != _EMPTY:
-            _visit(bigger, shift - 1, v)
-    return bigger, shift - 1
+def _visited_words(n):
+    return np.zeros((n + 63) // 64 + 1, dtype=np.uint64)
+
+
+@njit(cache=True, nogil=True)
+def _clear_visited(bits, graph, degrees, entry, exp_i, exp_n):
+    """Clear every bit a search set: the entry and the expanded nodes' neighbours.
+
+    Costs O(visited), so one bitset serves many queries of a thread.
+    """
+    bits[entry >> 6] = 0
+    for e in range(exp_n):
+        node = exp_i[e]
+        for t in range(degrees[node]):
+            bits[graph[node, t] >> 6] = 0
 
 
 # ------------------------------------------------------------------- search
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
-                buf_d, buf_i, record):
+                buf_d, buf_i, visited):
     """Best-first search from ``entry`` with a sorted candidate buffer.
 
     The buffer (``buf_d``/``buf_i``, capacity ``cap`` >= ``window``) keeps the
     closest nodes seen, ascending; the search expands the best unexpanded node
     among the first ``window`` entries until none is left (the paper's search
-    list size L is ``window``). The visited set is a hash set sized to the work
-    done, so a query costs O(visited) whatever ``n``.
+    list size L is ``window``). ``visited`` is a bitset of ``n`` bits, all clear;
+    the search clears the bits it set before returning, so each thread allocates
+    one bitset for all its queries and a query costs O(visited), not O(n).
 
     Returns
     -------
     size : int
         Valid entries in the buffer.
     exp_i, exp_d : arrays of shape (n_expanded,), int32 / float32
-        Expanded nodes and their distances when ``record`` is True (build).
+        Expanded nodes and their distances (the build's prune candidates).
     """
     cap = buf_d.shape[0]
     expanded = np.zeros(cap, dtype=np.bool_)
@@ -175,14 +201,11 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
     fresh = np.empty(max(graph.shape[1], 1), dtype=np.int32)
     fresh_d = np.empty(fresh.shape[0], dtype=np.float32)
     exp_n = 0
-    exp_i = np.empty(window * 2 if record else 1, dtype=np.int32)
+    exp_i = np.empty(window * 2, dtype=np.int32)
     exp_d = np.empty(exp_i.shape[0], dtype=np.float32)
 
-    shift = 21
-    table = np.full(1 << (32 - shift), _EMPTY, dtype=np.int32)
-    n_seen = 1
     fresh[0] = entry
-    _visit(table, shift, fresh[0])
+    _visit(visited, fresh[0])
     batch_dist(u, c, offset, use_aux, fresh, 1, prim, kind, fresh_d, buf_u32,
                buf_f32)
     buf_d[0] = fresh_d[0]
@@ -196,24 +219,20 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
             break
         node = buf_i[cur]
         expanded[cur] = True
-        if record:
-            if exp_n == exp_i.shape[0]:
-                exp_i = np.concatenate((exp_i, np.empty_like(exp_i)))
-                exp_d = np.concatenate((exp_d, np.empty_like(exp_d)))
-            exp_i[exp_n] = node
-            exp_d[exp_n] = buf_d[cur]
-            exp_n += 1
+        if exp_n == exp_i.shape[0]:
+            exp_i = np.concatenate((exp_i, np.empty_like(exp_i)))
+            exp_d = np.concatenate((exp_d, np.empty_like(exp_d)))
+        exp_i[exp_n] = node
+        exp_d[exp_n] = buf_d[cur]
+        exp_n += 1
 
         # Gather the unvisited neighbours, then score them in one batch.
         n_fresh = 0
         for t in range(degrees[node]):
             nb = graph[node, t]
-            if _visit(table, shift, nb):
+            if _visit(visited, nb):
                 fresh[n_fresh] = nb
                 n_fresh += 1
-        n_seen += n_fresh
-        if 2 * n_seen > table.shape[0]:
-            table, shift = _grow(table, shift)
         batch_dist(u, c, offset, use_aux, fresh, n_fresh, prim, kind, fresh_d,
                    buf_u32, buf_f32)
 
@@ -237,76 +256,101 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
                 size += 1
             if pos < cur:
                 cur = pos
+    _clear_visited(visited, graph, degrees, entry, exp_i, exp_n)
     return size, exp_i[:exp_n], exp_d[:exp_n]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _metric_distance(q, x, metric, qq):
-    """Distance of float32 rows ``q`` and ``x``, accumulated in float64.
-
-    cosine: 1 - <q, x> / sqrt(||q||^2 ||x||^2) clamped to [0, 2] (1 for a zero
-    vector); inner product: -<q, x>; L2: sum (q_j - x_j)^2 (square-rooted for
-    euclidean). ``qq`` is ||q||^2.
-    """
-    if metric == SQEUCLIDEAN or metric == EUCLIDEAN:
-        acc = 0.0
-        for j in range(q.shape[0]):
-            t = np.float64(q[j]) - np.float64(x[j])
-            acc += t * t
-        return np.sqrt(acc) if metric == EUCLIDEAN else acc
-    dot = 0.0
-    xx = 0.0
-    for j in range(q.shape[0]):
-        b = np.float64(x[j])
-        dot += np.float64(q[j]) * b
-        xx += b * b
-    if metric == INNER_PRODUCT:
-        return -dot
-    denom = np.sqrt(qq * xx)
-    if denom == 0.0:
-        return 1.0
-    return min(max(1.0 - dot / denom, 0.0), 2.0)
+def _metric_from_parts(dot, xx, qq, diff, metric):
+    """Distance in the metric's units from float64 accumulators (one exit)."""
+    if metric == SQEUCLIDEAN:
+        d = diff
+    elif metric == EUCLIDEAN:
+        d = np.sqrt(diff)
+    elif metric == INNER_PRODUCT:
+        d = -dot
+    else:
+        denom = np.sqrt(qq * xx)
+        d = 1.0
+        if denom > 0.0:
+            d = min(max(1.0 - dot / denom, 0.0), 2.0)
+    return d
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _sec_distance(q, qq, i, sec, sec_kind, metric, buf_u32, buf_f32):
-    """Distance of the original query to secondary row ``i`` in the metric's units."""
+def rerank_distances(q, ids, count, sec, sec_kind, metric, out):
+    """Distances of the original query ``q`` to secondary rows ``ids[:count]``.
+
+    Secondary rows decode to float32 (float16 bits, or LVQ-8
+    ``mean + step * c + bias``); sums run in float64. cosine:
+    1 - <q, x> / sqrt(||q||^2 ||x||^2) clamped to [0, 2] (1 for a zero vector),
+    so a vector equal to the query is at distance exactly 0 with float32
+    secondaries; inner product: -<q, x>; L2: sum (q_j - x_j)^2 (its root for
+    euclidean). Writes ``out[:count]`` (float64).
+    """
     f32, f16, u8, steps, biases, mean = sec
+    dim = q.shape[0]
+    buf_u32 = np.empty(dim, dtype=np.uint32)
+    buf_f32 = buf_u32.view(np.float32)
+    scratch = np.empty(1, dtype=np.int64)
     if sec_kind == SEC_F32:
-        return _metric_distance(q, f32[i], metric, qq)
-    if sec_kind == SEC_F16:
-        _f16_to_f32(f16[i], buf_u32, buf_f32)
+        _touch_rows(f32, ids, count, scratch)
+    elif sec_kind == SEC_F16:
+        _touch_rows(f16, ids, count, scratch)
     else:
-        for j in range(buf_f32.shape[0]):
-            buf_f32[j] = mean[j] + steps[i] * np.float32(u8[i, j]) + biases[i]
-    return _metric_distance(q, buf_f32, metric, qq)
+        _touch_rows(u8, ids, count, scratch)
+
+    for t in range(count):
+        i = ids[t]
+        if sec_kind == SEC_F32:
+            for j in range(dim):
+                buf_f32[j] = f32[i, j]
+        elif sec_kind == SEC_F16:
+            _f16_to_f32(f16[i], buf_u32, buf_f32)
+        else:
+            for j in range(dim):
+                buf_f32[j] = mean[j] + steps[i] * np.float32(u8[i, j]) + biases[i]
+        # ||q||^2 is summed in the same loop as <q, x> and ||x||^2, in the same
+        # order, so x == q gives exactly distance 0.
+        dot = 0.0
+        xx = 0.0
+        qq = 0.0
+        diff = 0.0
+        for j in range(dim):
+            a = np.float64(q[j])
+            b = np.float64(buf_f32[j])
+            dot += a * b
+            xx += b * b
+            qq += a * a
+            diff += (a - b) * (a - b)
+        out[t] = _metric_from_parts(dot, xx, qq, diff, metric)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
-                  cap, rerank, q, qq, sec, sec_kind, metric, final_offset, out_i,
-                  out_d):
+                  cap, rerank, q, sec, sec_kind, metric, final_offset, out_i, out_d,
+                  visited):
     """Traverse, re-score the best ``rerank`` candidates, write the best k."""
     buf_d = np.empty(cap, dtype=np.float32)
     buf_i = np.empty(cap, dtype=np.int32)
     size, _, _ = beam_search(u, c, offset, use_aux, prim, kind, graph, degrees,
-                             entry, window, buf_d, buf_i, False)
-    k = out_i.shape[0]
-    hd = np.full(k, np.inf)
-    hi = np.full(k, NO_ID, dtype=np.int64)
-    sec_u32 = np.empty(q.shape[0], dtype=np.uint32)
-    sec_f32 = sec_u32.view(np.float32)
-    for t in range(min(size, rerank)):
-        i = buf_i[t]
-        if sec_kind == SEC_NONE:
+                             entry, window, buf_d, buf_i, visited)
+    count = min(size, rerank)
+    dist = np.empty(count, dtype=np.float64)
+    if sec_kind == SEC_NONE:
+        for t in range(count):
             d = np.float64(buf_d[t]) + final_offset
             if metric != INNER_PRODUCT:
                 d = max(d, 0.0)
-            if metric == EUCLIDEAN:
-                d = np.sqrt(d)
-        else:
-            d = _sec_distance(q, qq, i, sec, sec_kind, metric, sec_u32, sec_f32)
-        heap_push(hd, hi, d, np.int64(i))
+            dist[t] = np.sqrt(d) if metric == EUCLIDEAN else d
+    else:
+        rerank_distances(q, buf_i, count, sec, sec_kind, metric, dist)
+
+    k = out_i.shape[0]
+    hd = np.full(k, np.inf)
+    hi = np.full(k, NO_ID, dtype=np.int64)
+    for t in range(count):
+        heap_push(hd, hi, dist[t], np.int64(buf_i[t]))
     heap_sort_inplace(hd, hi)
     for t in range(k):
         if hi[t] == NO_ID:
@@ -319,9 +363,9 @@ def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, wind
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, window,
-                 cap, rerank, queries, qqs, sec, sec_kind, metric, final_offsets,
-                 out_i, out_d):
-    """Search every query in parallel (one query a task).
+                 cap, rerank, queries, sec, sec_kind, metric, final_offsets, out_i,
+                 out_d):
+    """Search every query in parallel: one task a thread, queries interleaved.
 
     Parameters
     ----------
@@ -334,7 +378,7 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
     entry, window, cap, rerank : int
         Entry node, search window, buffer capacity (>= window) and re-rank depth.
     queries : array of shape (n_queries, D), float32
-        Original queries (unit length for cosine) for re-scoring; qqs their ||q||^2.
+        Original queries (unit length for cosine) for re-scoring.
     sec, sec_kind : secondary tuple ``(f32, f16, u8, steps, biases, mean)``, kind.
     metric : int
         Metric code of :mod:`leanvec._kernels`.
@@ -343,22 +387,26 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
     out_i, out_d : arrays of shape (n_queries, k), int64 / float64
         Written in place, best first, -1 / +inf padded.
     """
-    for q in prange(us.shape[0]):
-        _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
-                      entry, window, cap, rerank, queries[q], qqs[q], sec, sec_kind,
-                      metric, final_offsets[q], out_i[q], out_d[q])
+    n_tasks = min(us.shape[0], get_num_threads())
+    for task in prange(n_tasks):
+        visited = _visited_words(graph.shape[0])
+        for q in range(task, us.shape[0], n_tasks):
+            _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
+                          entry, window, cap, rerank, queries[q], sec, sec_kind,
+                          metric, final_offsets[q], out_i[q], out_d[q], visited)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def search_serial(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, window,
-                  cap, rerank, queries, qqs, sec, sec_kind, metric, final_offsets,
-                  out_i, out_d):
+                  cap, rerank, queries, sec, sec_kind, metric, final_offsets, out_i,
+                  out_d):
     """:func:`search_batch` on the calling thread: the low-latency path for few
     queries (no thread-pool launch)."""
+    visited = _visited_words(graph.shape[0])
     for q in range(us.shape[0]):
         _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
-                      entry, window, cap, rerank, queries[q], qqs[q], sec, sec_kind,
-                      metric, final_offsets[q], out_i[q], out_d[q])
+                      entry, window, cap, rerank, queries[q], sec, sec_kind, metric,
+                      final_offsets[q], out_i[q], out_d[q], visited)
 
 
 # -------------------------------------------------------------------- build
@@ -453,30 +501,41 @@ def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, entry,
     ``out_lists`` (batch, degree) int32 and ``out_counts`` (batch,) receive the
     lists; the caller writes them into the graph and adds reverse edges.
     """
-    degree = graph.shape[1]
+    n_tasks = min(points.shape[0], get_num_threads())
+    for task in prange(n_tasks):
+        visited = _visited_words(graph.shape[0])
+        for b in range(task, points.shape[0], n_tasks):
+            out_counts[b] = _insert_one(points[b], prim, kind, shift, ip_mode, graph,
+                                        degrees, entry, window, alpha, out_lists[b],
+                                        visited)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, entry, window, alpha,
+                out, visited):
+    """Search for point ``p``, prune its candidates into ``out``; return the count."""
     dim = shift.shape[0]
-    for b in prange(points.shape[0]):
-        p = points[b]
-        u_u32 = np.empty(dim, dtype=np.uint32)
-        u_f32 = u_u32.view(np.float32)
-        c, off, use_aux = _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32)
-        buf_d = np.empty(window, dtype=np.float32)
-        buf_i = np.empty(window, dtype=np.int32)
-        _, exp_i, exp_d = beam_search(u_f32, c, off, use_aux, prim, kind, graph,
-                                      degrees, entry, window, buf_d, buf_i, True)
-        nd = degrees[p]
-        cand_i = np.empty(exp_i.shape[0] + nd, dtype=np.int32)
-        cand_d = np.empty(cand_i.shape[0], dtype=np.float32)
-        cand_i[: exp_i.shape[0]] = exp_i
-        cand_d[: exp_i.shape[0]] = exp_d
-        tmp_u32 = np.empty(dim, dtype=np.uint32)
-        tmp_f32 = tmp_u32.view(np.float32)
-        ne = exp_i.shape[0]
-        cand_i[ne:] = graph[p, :nd]
-        batch_dist(u_f32, c, off, use_aux, cand_i[ne:], nd, prim, kind, cand_d[ne:],
-                   tmp_u32, tmp_f32)
-        out_counts[b] = robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim,
-                                     kind, shift, out_lists[b])
+    u_u32 = np.empty(dim, dtype=np.uint32)
+    u_f32 = u_u32.view(np.float32)
+    c, off, use_aux = _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32)
+    buf_d = np.empty(window, dtype=np.float32)
+    buf_i = np.empty(window, dtype=np.int32)
+    _, exp_i, exp_d = beam_search(u_f32, c, off, use_aux, prim, kind, graph, degrees,
+                                  entry, window, buf_d, buf_i, visited)
+
+    # Candidates: the expanded nodes plus the current neighbours.
+    ne = exp_i.shape[0]
+    nd = degrees[p]
+    cand_i = np.empty(ne + nd, dtype=np.int32)
+    cand_d = np.empty(ne + nd, dtype=np.float32)
+    cand_i[:ne] = exp_i
+    cand_d[:ne] = exp_d
+    cand_i[ne:] = graph[p, :nd]
+    tmp_u32 = np.empty(dim, dtype=np.uint32)
+    batch_dist(u_f32, c, off, use_aux, cand_i[ne:], nd, prim, kind, cand_d[ne:],
+               tmp_u32, tmp_u32.view(np.float32))
+    return robust_prune(p, cand_i, cand_d, graph.shape[1], alpha, ip_mode, prim,
+                        kind, shift, out)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
