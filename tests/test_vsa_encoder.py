@@ -249,6 +249,10 @@ def test_bad_records_and_parameters(enc):
     with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip'"):
         list(enc.encode_iter([1], on_error="ignore"))
     assert enc.encode([]).shape == (0, DIM)
+    with pytest.raises(TypeError, match="got a single dict; wrap one record"):
+        enc.encode({"a": 1})
+    with pytest.raises(TypeError, match="got a single str"):
+        enc.fit("abc")
 
 
 def test_encode_iter_skips_bad_records(enc):

@@ -170,6 +170,7 @@ class JSONEncoder:
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        _check_records(records)
         lows: dict[str, float] = {}
         highs: dict[str, float] = {}
         counts: dict[str, Counter] = {}
@@ -251,6 +252,7 @@ class JSONEncoder:
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        _check_records(records)
         total = len(records) if hasattr(records, "__len__") else None
         budget = max(1024, _CHUNK_BYTES // (4 * self.dim))
         table, done = fl.NodeTable(), 0
@@ -533,6 +535,14 @@ class JSONEncoder:
 def _schema_path(schema: str) -> str:
     # encode_values takes a path; "[]" positions of a schema read as position 0.
     return schema.replace("[]", "[0]")
+
+
+def _check_records(records: object) -> None:
+    if isinstance(records, (dict, str, bytes)):
+        raise TypeError(
+            f"records must be an iterable of JSON values, got a single "
+            f"{type(records).__name__}; wrap one record in a list: [record]"
+        )
 
 
 def _bind_kernel(group: NDArray) -> Callable:
