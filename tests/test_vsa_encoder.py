@@ -279,3 +279,9 @@ def test_save_and_load_round_trip(tmp_path):
     (tmp_path / "bad.lvec").write_bytes(b"not an encoder")
     with pytest.raises(ValueError, match="not a leanvec file"):
         vsa.JSONEncoder.load(tmp_path / "bad.lvec")
+
+
+def test_numpy_scalars_encode_like_python_values(enc):
+    mixed = {"a": np.int64(3), "b": np.float32(2.5), "c": np.bool_(True)}
+    plain = {"a": 3, "b": 2.5, "c": True}
+    np.testing.assert_array_equal(enc.encode([mixed]), enc.encode([plain]))

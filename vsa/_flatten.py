@@ -12,6 +12,8 @@ import re
 import unicodedata
 from collections.abc import Callable
 
+import numpy as np
+
 # Node kinds.
 STRING, NUMBER, CONST, OBJECT, ARRAY = range(5)
 
@@ -170,11 +172,11 @@ def _classify(
 ) -> tuple[int, object]:
     if isinstance(value, str):
         return STRING, nfc(value)
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return CONST, "true" if value else "false"
     if value is None:
         return CONST, "null"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, np.integer, np.floating)):
         return _number(value, nonfinite, lambda: schema or "<root>")
     if isinstance(value, dict):
         return (OBJECT, None) if value else (CONST, EMPTY_OBJECT)
