@@ -159,7 +159,7 @@ def fit_timing(repeats: int, d: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["wordnet-ood", "wordnet-id"],
+    parser.add_argument("--datasets", nargs="*", default=["wordnet-ood", "wordnet-id"],
                         help="wordnet-ood, wordnet-id, synthetic")
     parser.add_argument("--dims", nargs="+", type=int, default=[32, 64, 96, 128, 192])
     parser.add_argument("--methods", nargs="+", default=list(METHODS),
@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += run_dataset(name, args.dims, args.methods, ref_dims, args.synthetic_n)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
-    print(markdown(rows))
+    if rows:
+        print(markdown(rows))
     if args.fit_timing:
         print()
         print(fit_timing(args.fit_timing, 128))
