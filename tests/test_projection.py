@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leanvec import LeanVec
+from leanvec import LeanVec, datasets, recall_at_k
 from leanvec.persistence import load_state, nest, save_state, unnest
 from leanvec.projection import ood_loss
 
@@ -225,6 +225,20 @@ def test_automatic_spectrum_power(data):
     # Too few training queries to hold some out: the exact closed form.
     few = LeanVec(4, kind="ood").fit(x, q[:40])
     assert few.spectrum_power_ == 1.0 and few.power_scores_ == {}
+
+
+def test_ood_ranks_held_out_queries_better_than_pca():
+    data = datasets.make_cross_modal(n=3000, n_queries=200, n_learn_queries=1000,
+                                     dim=64, intrinsic_dim=24, k=10, seed=0)
+    recall = {}
+    for kind in ("id", "ood"):
+        model = LeanVec(12, kind=kind)
+        model.fit(data.database, data.learn_queries if kind == "ood" else None)
+        scores = model.transform_queries(data.queries) @ model.transform_database(
+            data.database).T
+        top = np.argpartition(-scores, 10, axis=1)[:, :10]
+        recall[kind] = recall_at_k(top, data.gt_ids, 10)
+    assert recall["ood"] >= recall["id"] + 0.02  # measured 0.54 vs 0.50
 
 
 # ---------------------------------------------------------------- nesting
