@@ -13,6 +13,19 @@ OOD_SOLVERS = ("whitened", "eigen", "frank_wolfe")
 
 
 # ---------------------------------------------------------------- data
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Reference decompositions on small matrices run faster on one BLAS thread
+    (two threads on a busy 2-core machine made a 300 x 600 SVD take seconds)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def _low_rank(n: int, dim: int, rank: int, seed: int, noise: float = 0.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     scales = 1.0 / np.sqrt(np.arange(1, rank + 1))
