@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -443,7 +444,8 @@ class Index:
         lists = np.zeros((points.shape[0], self.degree), dtype=np.int32)
         counts = np.zeros(points.shape[0], dtype=np.int32)
         kg.insert_batch(points, self._prim(), kind, shift, self._build_ip, graph,
-                        degrees, self._entry, self.build_window, alpha, lists, counts)
+                        degrees, self._entry, self.build_window, alpha, lists, counts,
+                        numba.get_num_threads())
         graph[points] = lists
         degrees[points] = counts
 
@@ -503,7 +505,8 @@ class Index:
             kg.search_serial(us, c, offsets, use_aux, *common, *tail)
         else:
             with limit_threads(self.n_threads):
-                kg.search_batch(us, c, offsets, use_aux, *common, *tail)
+                kg.search_batch(us, c, offsets, use_aux, *common, *tail,
+                                numba.get_num_threads())
         return SearchResult(ids, dists.astype(np.float32))
 
     def _query_args(self, queries: NDArray[np.float32]) -> tuple:

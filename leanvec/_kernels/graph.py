@@ -25,7 +25,7 @@ with ``c`` = 1 (inner product) or 2 (L2 through ||a||^2 + ||b||^2 - 2 <a, b>) an
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT, SQEUCLIDEAN
 from .lvq import lvq4_ip, lvq8_ip
@@ -364,7 +364,7 @@ def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, wind
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, window,
                  cap, rerank, queries, sec, sec_kind, metric, final_offsets, out_i,
-                 out_d):
+                 out_d, n_threads):
     """Search every query in parallel: one task a thread, queries interleaved.
 
     Parameters
@@ -386,8 +386,10 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
         Added to traversal distances when there is no secondary.
     out_i, out_d : arrays of shape (n_queries, k), int64 / float64
         Written in place, best first, -1 / +inf padded.
+    n_threads : int
+        Tasks to split the queries into (numba's current thread count).
     """
-    n_tasks = min(us.shape[0], get_num_threads())
+    n_tasks = min(us.shape[0], n_threads)
     for task in prange(n_tasks):
         visited = _visited_words(graph.shape[0])
         for q in range(task, us.shape[0], n_tasks):
@@ -433,7 +435,7 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
     """Robust prune (Vamana): keep at most ``degree`` diverse neighbours of ``p``.
 
     Candidates are taken by increasing distance to ``p``; once ``k`` is kept, every
-    later candidate ``x`` with ``alpha * d(k, x) <= d(p, x)`` (L2 geometry) or
+    later candidate ``x`` with ``alpha * d(k, x) <= d(p, x) > 0`` (L2 geometry) or
     ``alpha * <k, x> >= <p, x>`` (inner-product geometry, where distances are
     negated similarities) is dropped. Self and repeated ids are skipped.
 
@@ -482,7 +484,8 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
             if ip_mode:
                 occluded = alpha * -d_kx[t] >= -dpx
             else:
-                occluded = alpha * d_kx[t] <= dpx
+                # Exact duplicates of p are never occluded: they stay linked.
+                occluded = alpha * d_kx[t] <= dpx and dpx > 0.0
             if not occluded:
                 rem_i[kept] = rem_i[head + t]
                 rem_d[kept] = dpx
@@ -493,7 +496,7 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, entry,
-                 window, alpha, out_lists, out_counts):
+                 window, alpha, out_lists, out_counts, n_threads):
     """Search for each point of a batch and robust-prune its new neighbour list.
 
     The graph is only read, so the result does not depend on the thread count.
@@ -501,7 +504,7 @@ def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, entry,
     ``out_lists`` (batch, degree) int32 and ``out_counts`` (batch,) receive the
     lists; the caller writes them into the graph and adds reverse edges.
     """
-    n_tasks = min(points.shape[0], get_num_threads())
+    n_tasks = min(points.shape[0], n_threads)
     for task in prange(n_tasks):
         visited = _visited_words(graph.shape[0])
         for b in range(task, points.shape[0], n_tasks):
