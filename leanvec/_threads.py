@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import numba
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """A threadpoolctl controller, built once on first use (None without the package).
+
+    Building one scans the loaded libraries (about a millisecond), so it is reused.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
 
 
 @contextlib.contextmanager
@@ -21,12 +35,11 @@ def limit_threads(n_threads: int | None) -> Iterator[None]:
     previous = numba.get_num_threads()
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
+        controller = _blas_controller()
+        if controller is None:
             yield
         else:
-            with threadpool_limits(limits=n_threads, user_api="blas"):
+            with controller.limit(limits=n_threads, user_api="blas"):
                 yield
     finally:
         numba.set_num_threads(previous)

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import METRIC_CODES
-from ._kernels.topk import NO_ID, finish_heaps, merge_scores, rescore
+from ._kernels.topk import CHUNK, NO_ID, finish_heaps, merge_scores, rescore
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 QUERY_BLOCK = 2048
 BASE_BLOCK = 8192
 # Extra candidates kept from the float32 pass before the float64 re-score.
-_REFINE_MARGIN = 8
+_REFINE_MARGIN = 4
 
 
 class FlatIndex:
@@ -43,7 +43,7 @@ class FlatIndex:
     Notes
     -----
     Candidates are selected with float32 matrix products, then the best
-    ``k + 8`` are re-scored in float64, so reported distances are exact to float32
+    ``k + 4`` are re-scored in float64, so reported distances are exact to float32
     rounding and duplicates are at distance exactly 0.
     """
 
@@ -120,10 +120,12 @@ class FlatIndex:
             return self._search(queries, k)
 
     def _search(self, queries: NDArray[np.float32], k: int) -> SearchResult:
-        code = METRIC_CODES[self.metric]
         keep = min(k + _REFINE_MARGIN, self.n)
         scored = queries if self.metric != "cosine" else normalize_rows(queries)
-        query_sq = np.einsum("ij,ij->i", queries, queries).astype(np.float32)
+        if self._base_sq is not None:
+            bias = np.einsum("ij,ij->i", queries, queries).astype(np.float32)
+        else:
+            bias = np.full(queries.shape[0], self.metric == "cosine", dtype=np.float32)
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
 
@@ -131,14 +133,27 @@ class FlatIndex:
             q1 = min(q0 + QUERY_BLOCK, queries.shape[0])
             heap_d = np.full((q1 - q0, keep), np.inf, dtype=np.float32)
             heap_i = np.full((q1 - q0, keep), NO_ID, dtype=np.int64)
+            n_chunks = min(BASE_BLOCK, self.n) // CHUNK
+            maxima = np.empty((q1 - q0, n_chunks + 16), dtype=np.float32)
+            scratch = np.empty_like(maxima)
+            order = np.empty((q1 - q0, n_chunks + 16), dtype=np.int64)
             for b0 in range(0, self.n, BASE_BLOCK):
-                b1 = min(b0 + BASE_BLOCK, self.n)
-                scores = scored[q0:q1] @ self._base[b0:b1].T
-                base_sq = self._base_sq[b0:b1] if self._base_sq is not None else query_sq
-                merge_scores(scores, query_sq[q0:q1], base_sq, b0, code, heap_d, heap_i)
+                scores = self._block_scores(scored[q0:q1], b0)
+                merge_scores(scores, bias[q0:q1], self._base_sq is not None, b0,
+                             heap_d, heap_i, maxima, scratch, order)
             finish_heaps(heap_d, heap_i)
-            rescore(scored[q0:q1], self._base, heap_i, code, k, ids[q0:q1], dists[q0:q1])
+            rescore(scored[q0:q1], self._base, heap_i, METRIC_CODES[self.metric], k,
+                    ids[q0:q1], dists[q0:q1])
         return SearchResult(ids, dists.astype(np.float32))
+
+    def _block_scores(self, queries: NDArray[np.float32], b0: int) -> NDArray:
+        """Scores to maximise for database rows [b0, b0 + BASE_BLOCK)."""
+        block = self._base[b0:b0 + BASE_BLOCK]
+        scores = queries @ block.T
+        if self._base_sq is not None:  # 2 <q, x> - ||x||^2 = ||q||^2 - ||q - x||^2
+            scores *= 2.0
+            scores -= self._base_sq[b0:b0 + BASE_BLOCK]
+        return scores
 
 
 def exact_search(

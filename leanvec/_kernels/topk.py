@@ -56,77 +56,162 @@ def heap_sort_inplace(heap_d, heap_i):
         heap_i[b + 1] = i
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def merge_scores(scores, query_sq, base_sq, offset, metric, heap_d, heap_i):
-    """Merge a block of inner products into per-query top-k heaps.
+CHUNK = 64  # columns summarised by one maximum in merge_scores
 
-    For row q and column j of ``scores`` (= <q, x_j>), the distance is
-    ||q||^2 + ||x_j||^2 - 2 <q, x_j> for L2 metrics, -<q, x_j> for inner product and
-    1 - <q, x_j> for cosine (rows already unit length). Database ids are
-    ``offset + j``. The worst kept distance is held in a local so the scan is a
-    compare per score; the heap is touched only when a score may enter it.
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _offer(row, bias, clamp, c0, c1, offset, hd, hi):
+    """Offer columns [c0, c1) of one score row to the heap (hd, hi)."""
+    for j in range(c0, c1):
+        d = bias - row[j]
+        if clamp and d < 0.0:
+            d = np.float32(0.0)
+        if d <= hd[0]:
+            heap_push(hd, hi, d, offset + j)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _chunk_maxima(row, out, acc):
+    """out[c] = max(row[64 c : 64 c + 64]) for every full chunk; ``acc`` holds 16.
+
+    Sixteen running maxima side by side (an element-wise max, which vectorizes),
+    folded into one at the end of each chunk.
+    """
+    for c in range(row.shape[0] // CHUNK):
+        c0 = c * CHUNK
+        for t in range(16):
+            acc[t] = row[c0 + t]
+        for u in range(16, CHUNK, 16):
+            for t in range(16):
+                v = row[c0 + u + t]
+                acc[t] = v if v > acc[t] else acc[t]
+        m = acc[0]
+        for t in range(1, 16):
+            m = acc[t] if acc[t] > m else m
+        out[c] = m
+
+
+@njit(cache=True, nogil=True)
+def _kth_largest(values, k):
+    """The k-th largest entry of ``values`` (1-based), reordering ``values`` in place
+    (quickselect)."""
+    lo = 0
+    hi = values.shape[0] - 1
+    target = k - 1
+    while lo < hi:
+        pivot = values[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while values[i] > pivot:
+                i += 1
+            while values[j] < pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    return values[target]
+
+
+@njit(cache=True, nogil=True)
+def _top_chunks(maxima, n, size, order, scratch):
+    """Write the chunks whose maximum is among the ``size`` largest into ``order``,
+    best first (ties included), and return how many were written.
+
+    The size-th largest maximum bounds the row's size-th best score from below, so
+    no other chunk can hold one of the row's best ``size`` scores.
+    """
+    floor = -np.inf
+    if n > size:
+        scratch[:n] = maxima[:n]
+        floor = _kth_largest(scratch[:n], size)
+    count = 0
+    for c in range(n):
+        if maxima[c] >= floor:
+            order[count] = c
+            count += 1
+    for a in range(1, count):  # insertion sort, descending by maximum
+        c = order[a]
+        b = a - 1
+        while b >= 0 and maxima[order[b]] < maxima[c]:
+            order[b + 1] = order[b]
+            b -= 1
+        order[b + 1] = c
+    return count
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def merge_scores(scores, query_bias, clamp, offset, heap_d, heap_i, maxima, scratch,
+                 order):
+    """Merge a block of scores into per-query top-k heaps; distance = bias - score.
+
+    ``scores[q, j]`` is <q, x_j> (inner product, cosine on unit rows) or
+    2 <q, x_j> - ||x_j||^2 (L2, with bias ||q||^2 and ``clamp`` at 0). Database ids
+    are ``offset + j``. Each row is summarised by the maxima of its 64-column
+    chunks; only the chunks whose maximum is among the K largest can hold the
+    row's K best scores, and they are walked best first, so the heap fills with
+    good candidates at once and rejects almost everything after. ``maxima`` and
+    ``scratch`` (float32) and ``order`` (int64), each of shape (rows, n_chunks + 16),
+    are work space.
     """
     n_queries, n_block = scores.shape
-    l2 = metric == SQEUCLIDEAN or metric == EUCLIDEAN
+    n_chunks = n_block // CHUNK
+    size = heap_d.shape[1]
     for q in prange(n_queries):
         hd = heap_d[q]
         hi = heap_i[q]
         row = scores[q]
-        worst = hd[0]
-        if l2:
-            qsq = query_sq[q]
-            for j in range(n_block):
-                d = qsq + base_sq[j] - 2.0 * row[j]
-                if d <= worst:
-                    heap_push(hd, hi, max(d, np.float32(0.0)), offset + j)
-                    worst = hd[0]
-        else:
-            # scores only: skip 64-wide chunks whose best score cannot enter the heap
-            shift = np.float32(1.0) if metric == COSINE else np.float32(0.0)
-            for c0 in range(0, n_block, 64):
-                c1 = min(c0 + 64, n_block)
-                best = row[c0]
-                for j in range(c0 + 1, c1):
-                    best = max(best, row[j])
-                if shift - best > worst:
-                    continue
-                for j in range(c0, c1):
-                    d = shift - row[j]
-                    if d <= worst:
-                        heap_push(hd, hi, d, offset + j)
-                        worst = hd[0]
+        bias = query_bias[q]
+        row_max = maxima[q]
+        _chunk_maxima(row, row_max, scratch[q])
+        rank = order[q]
+        for a in range(_top_chunks(row_max, n_chunks, size, rank, scratch[q])):
+            c = rank[a]
+            if bias - row_max[c] > hd[0]:
+                break
+            _offer(row, bias, clamp, c * CHUNK, (c + 1) * CHUNK, offset, hd, hi)
+        _offer(row, bias, clamp, n_chunks * CHUNK, n_block, offset, hd, hi)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def exact_distance(q, x, metric):
     """Distance between two float32 vectors, accumulated in float64.
 
     cosine: 1 - <q, x> / sqrt(||q||^2 ||x||^2), and 1 when either vector is zero.
+    Only the sums a metric needs are formed, in one pass that vectorizes; equal
+    vectors give equal sums, so a duplicate is at distance exactly 0.
     """
+    n = q.shape[0]
+    if metric == SQEUCLIDEAN or metric == EUCLIDEAN:
+        diff = 0.0
+        for t in range(n):
+            delta = np.float64(q[t]) - np.float64(x[t])
+            diff += delta * delta
+        return diff if metric == SQEUCLIDEAN else np.sqrt(diff)
     dot = 0.0
+    if metric == INNER_PRODUCT:
+        for t in range(n):
+            dot += np.float64(q[t]) * np.float64(x[t])
+        return -dot
     qq = 0.0
     xx = 0.0
-    diff = 0.0
-    for t in range(q.shape[0]):
+    for t in range(n):
         a = np.float64(q[t])
         b = np.float64(x[t])
         dot += a * b
         qq += a * a
         xx += b * b
-        diff += (a - b) * (a - b)
-    if metric == SQEUCLIDEAN:
-        return diff
-    if metric == EUCLIDEAN:
-        return np.sqrt(diff)
-    if metric == INNER_PRODUCT:
-        return -dot
     denom = np.sqrt(qq * xx)
     if denom == 0.0:
         return 1.0
-    d = 1.0 - dot / denom
-    if d < 0.0:
-        return 0.0
-    return d
+    return max(1.0 - dot / denom, 0.0)
 
 
 @njit(parallel=True, cache=True, nogil=True)
