@@ -812,7 +812,9 @@ class LeanVec:
         """Return a new model keeping the first ``leanvec_dims`` columns.
 
         Exact for PCA and ``"whitened"`` (their solutions are nested in ``d``: the
-        result equals a fit at the smaller ``d``); refused for the other solvers.
+        result equals a fit at the smaller ``d`` with the same spectrum power);
+        refused for the other solvers. An automatically chosen spectrum power is
+        kept, not chosen again for the smaller ``d``.
 
         Raises
         ------
