@@ -296,6 +296,17 @@ def test_constant_database_gives_zero_loss_and_finite_matrices():
         assert np.isfinite(model.transform_database(x)).all()
 
 
+def test_cosine_ignores_vector_scale(data):
+    x, q = data
+    model = LeanVec(6, kind="ood").fit(x, q)
+    ref_q, ref_x = model.transform_queries(q[:20]), model.transform_database(x[:20])
+    for factor in (10.0, 0.1):
+        np.testing.assert_allclose(model.transform_queries(q[:20] * factor), ref_q,
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.transform_database(x[:20] * factor), ref_x,
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_any_real_dtype_gives_the_float32_result(data):
     x, q = data
     ref = LeanVec(4, kind="ood").fit(x, q)
