@@ -1,13 +1,12 @@
 """Benchmark LeanVec projections against svs.compute_leanvec_matrices.
 
 For each dataset and each ``leanvec_dims`` it fits LeanVec-ID (PCA), the OOD
-solvers (``whitened_p1``: the exact closed form, spectrum power 1) and the reference
-Frank-Wolfe of the ``svs`` package (given the
-same normalised, centred database and normalised training queries), then reports on
-the held-out test queries: the relative inner-product error, primary recall@10
-(exact search on the reduced vectors, no re-rank), the share of the true top 10
-found among the top 50 and 100 reduced candidates, and the fit time. Prints
-markdown tables.
+solvers (``whitened_p1``: the exact closed form, spectrum power 1) and the
+reference Frank-Wolfe of the ``svs`` package (given the same normalised, centred
+database and normalised training queries), then reports on the held-out test
+queries: the relative inner-product error, primary recall@10 (exact search on the
+reduced vectors, no re-rank), the share of the true top 10 found among the top 50
+and 100 reduced candidates, and the fit time. Prints markdown tables.
 
 Usage::
 
