@@ -452,8 +452,9 @@ class LeanVec:
         Frank-Wolfe stops after ``max_steps`` steps or when the loss changes by less
         than ``tol`` relative to the previous step.
     n_threads : int or None
-        Threads for fitting and transforming (None: every core). BLAS runs one
-        thread per worker when ``threadpoolctl`` is installed.
+        Threads for fitting and transforming (None: every core). When
+        ``threadpoolctl`` is installed, BLAS is limited to one thread per worker
+        for the duration of the call (process-wide, restored afterwards).
     spectrum_power : float in (0, 2] or None
         ``"whitened"`` only. The reduced inner product weights the ``i``-th
         direction of the closed form by ``c s_i^p`` instead of its singular value
