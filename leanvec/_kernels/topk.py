@@ -92,59 +92,23 @@ def _chunk_maxima(row, out, acc):
 
 
 @njit(cache=True, nogil=True)
-def _kth_largest(values, k):
-    """The k-th largest entry of ``values`` (1-based), reordering ``values`` in place
-    (quickselect)."""
-    lo = 0
-    hi = values.shape[0] - 1
-    target = k - 1
-    while lo < hi:
-        pivot = values[(lo + hi) // 2]
-        i = lo
-        j = hi
-        while i <= j:
-            while values[i] > pivot:
-                i += 1
-            while values[j] < pivot:
-                j -= 1
-            if i <= j:
-                values[i], values[j] = values[j], values[i]
-                i += 1
-                j -= 1
-        if target <= j:
-            hi = j
-        elif target >= i:
-            lo = i
-        else:
+def _sift_down(vals, idx, pos, n):
+    """Restore the max-heap order of (vals, idx)[:n] below ``pos``."""
+    v = vals[pos]
+    i = idx[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
             break
-    return values[target]
-
-
-@njit(cache=True, nogil=True)
-def _top_chunks(maxima, n, size, order, scratch):
-    """Write the chunks whose maximum is among the ``size`` largest into ``order``,
-    best first (ties included), and return how many were written.
-
-    The size-th largest maximum bounds the row's size-th best score from below, so
-    no other chunk can hold one of the row's best ``size`` scores.
-    """
-    floor = -np.inf
-    if n > size:
-        scratch[:n] = maxima[:n]
-        floor = _kth_largest(scratch[:n], size)
-    count = 0
-    for c in range(n):
-        if maxima[c] >= floor:
-            order[count] = c
-            count += 1
-    for a in range(1, count):  # insertion sort, descending by maximum
-        c = order[a]
-        b = a - 1
-        while b >= 0 and maxima[order[b]] < maxima[c]:
-            order[b + 1] = order[b]
-            b -= 1
-        order[b + 1] = c
-    return count
+        if child + 1 < n and vals[child + 1] > vals[child]:
+            child += 1
+        if vals[child] <= v:
+            break
+        vals[pos] = vals[child]
+        idx[pos] = idx[child]
+        pos = child
+    vals[pos] = v
+    idx[pos] = i
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
@@ -155,28 +119,35 @@ def merge_scores(scores, query_bias, clamp, offset, heap_d, heap_i, maxima, scra
     ``scores[q, j]`` is <q, x_j> (inner product, cosine on unit rows) or
     2 <q, x_j> - ||x_j||^2 (L2, with bias ||q||^2 and ``clamp`` at 0). Database ids
     are ``offset + j``. Each row is summarised by the maxima of its 64-column
-    chunks; only the chunks whose maximum is among the K largest can hold the
-    row's K best scores, and they are walked best first, so the heap fills with
-    good candidates at once and rejects almost everything after. ``maxima`` and
-    ``scratch`` (float32) and ``order`` (int64), each of shape (rows, n_chunks + 16),
-    are work space.
+    chunks, which are visited best first (a max-heap of maxima): the top-k heap
+    fills with good candidates at once, and the walk stops at the first chunk whose
+    maximum cannot enter it, so only about k chunks are read one by one.
+    ``maxima`` (float32), ``scratch`` (float32) and ``order`` (int64), each of shape
+    (rows, n_chunks + 16), are work space.
     """
     n_queries, n_block = scores.shape
     n_chunks = n_block // CHUNK
-    size = heap_d.shape[1]
     for q in prange(n_queries):
         hd = heap_d[q]
         hi = heap_i[q]
         row = scores[q]
         bias = query_bias[q]
-        row_max = maxima[q]
-        _chunk_maxima(row, row_max, scratch[q])
-        rank = order[q]
-        for a in range(_top_chunks(row_max, n_chunks, size, rank, scratch[q])):
-            c = rank[a]
-            if bias - row_max[c] > hd[0]:
-                break
+        vals = maxima[q]
+        idx = order[q]
+        _chunk_maxima(row, vals, scratch[q])
+        for c in range(n_chunks):
+            idx[c] = c
+        for pos in range(n_chunks // 2 - 1, -1, -1):
+            _sift_down(vals, idx, pos, n_chunks)
+
+        n = n_chunks
+        while n > 0 and bias - vals[0] <= hd[0]:
+            c = idx[0]
             _offer(row, bias, clamp, c * CHUNK, (c + 1) * CHUNK, offset, hd, hi)
+            n -= 1
+            vals[0] = vals[n]
+            idx[0] = idx[n]
+            _sift_down(vals, idx, 0, n)
         _offer(row, bias, clamp, n_chunks * CHUNK, n_block, offset, hd, hi)
 
 
