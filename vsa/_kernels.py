@@ -68,7 +68,7 @@ def hadamard_roles(x: np.ndarray, signs: np.ndarray, transpose: bool) -> None:
                 v[j] *= scale if not transpose else scale * signs[r, j]
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def level_codes(
     out: np.ndarray,
     rows: np.ndarray,
@@ -85,7 +85,7 @@ def level_codes(
     """
     m = levels.shape[0]
     dim = base.shape[0]
-    for k in prange(m):
+    for k in range(m):
         i = rows[k]
         edge = levels[k] * (dim / 2)
         total = 0.0
@@ -142,7 +142,7 @@ def _bind_one(
             target[j] += v[j]
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def bind_rows(
     x: np.ndarray,
     children: np.ndarray,
@@ -157,36 +157,9 @@ def bind_rows(
     For each pair ``(c, p) = (children[i], parents[i])`` with ``w = weights[c]``:
     ``x[p] += Q (w x[c]) + soft w x[c]`` (object members), or, with ``horner``,
     ``x[p] = Q (x[p] + w x[c])`` (one Horner step of an array). ``x`` is float32
-    (n_nodes, D); parents must be distinct within one call.
+    (n_nodes, D); parents must be distinct within one call. One thread: groups
+    are small, and a thread pool's start-up per group costs more than it saves.
     """
-    dim = x.shape[1]
-    for i in prange(children.shape[0]):
-        v = np.empty(dim, dtype=np.float32)
-        tmp = np.empty(dim, dtype=np.float32)
-        _bind_one(
-            x,
-            children[i],
-            parents[i],
-            weights[children[i]],
-            signs,
-            soft,
-            horner,
-            v,
-            tmp,
-        )
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def bind_rows_serial(
-    x: np.ndarray,
-    children: np.ndarray,
-    parents: np.ndarray,
-    weights: np.ndarray,
-    signs: np.ndarray,
-    soft: float,
-    horner: bool,
-) -> None:
-    """:func:`bind_rows` on one thread, for small groups (no thread start-up)."""
     dim = x.shape[1]
     v = np.empty(dim, dtype=np.float32)
     tmp = np.empty(dim, dtype=np.float32)
@@ -204,7 +177,7 @@ def bind_rows_serial(
         )
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def string_codes(
     out: np.ndarray,
     rows: np.ndarray,
@@ -226,7 +199,7 @@ def string_codes(
     """
     m = whole.shape[0]
     dim = whole_table.shape[1]
-    for i in prange(m):
+    for i in range(m):
         acc = np.zeros(dim, dtype=np.float32)
         for t in range(indptr[i], indptr[i + 1]):
             src = token_table[tokens[t]]

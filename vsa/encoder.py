@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 from leanvec.persistence import load_state, save_state
 
 from . import _flatten as fl
-from ._kernels import bind_rows, bind_rows_serial
+from ._kernels import bind_rows
 from ._leaves import (
     _normalize,
     number_basis,
@@ -40,10 +40,8 @@ _CONFIG = (
     "max_candidates",
     "log_scale",
 )
-# Nodes encoded together: a (nodes, dim) float32 work array of ~8 MiB stays in cache.
-_CHUNK_BYTES = 1 << 23
-# Groups smaller than this are bound on one thread.
-_PARALLEL_ROWS = 64
+# Nodes encoded together: a (nodes, dim) float32 work array of ~16 MiB.
+_CHUNK_BYTES = 1 << 24
 _CONST_VALUES = {"true": True, "false": False, "null": None}
 
 Progress = Callable[[int, "int | None"], None]
@@ -382,9 +380,7 @@ class JSONEncoder:
         self, role: Role, group: NDArray, parent: NDArray, weight: NDArray, x: NDArray
     ) -> None:
         if isinstance(role, HadamardRole):
-            _bind_kernel(group)(
-                x, group, parent[group], weight, role.signs, self.soft, False
-            )
+            bind_rows(x, group, parent[group], weight, role.signs, self.soft, False)
             return
         values = x[group] * weight[group, None]
         # Parents within one key group are distinct, so fancy "+=" is safe.
@@ -401,7 +397,7 @@ class JSONEncoder:
             group = np.asarray(items[pos])
             rows = parent[group]
             if isinstance(seq, HadamardRole):
-                _bind_kernel(group)(x, group, rows, weight, seq.signs, 0.0, True)
+                bind_rows(x, group, rows, weight, seq.signs, 0.0, True)
             else:
                 x[rows] = seq.apply(x[rows] + x[group] * weight[group, None])
         if self.soft:
@@ -543,11 +539,6 @@ def _check_records(records: object) -> None:
             f"records must be an iterable of JSON values, got a single "
             f"{type(records).__name__}; wrap one record in a list: [record]"
         )
-
-
-def _bind_kernel(group: NDArray) -> Callable:
-    # Small groups (deep chains, long arrays) skip the thread pool's start-up.
-    return bind_rows if group.size >= _PARALLEL_ROWS else bind_rows_serial
 
 
 def _value_of(key: tuple[int, object]) -> object:
