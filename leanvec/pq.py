@@ -30,6 +30,8 @@ N_CENTROIDS = 256
 _ENCODE_BLOCK = 65536
 _PQ_KIND = "leanvec.PQ"
 _LR2VQ_KIND = "leanvec.LR2VQ"
+# recall@10 a larger d' may lose in the sweep's short trials and still be chosen
+_SWEEP_SLACK = 0.015
 
 
 # -- k-means ---------------------------------------------------------------------
@@ -665,7 +667,10 @@ class LR2VQ:
         for dims in self._candidates(centred):
             self.sweep_[dims] = self._sweep_recall(base, queries, truth, dims, kind,
                                                    rng)
-        best = max(self.sweep_, key=lambda d: (self.sweep_[d], -d))
+        # Short trials favour small d' (a PCA start needs few alternations, a wide
+        # rotation many): take the largest d' within _SWEEP_SLACK of the best.
+        top = max(self.sweep_.values())
+        best = max(d for d, r in self.sweep_.items() if r >= top - _SWEEP_SLACK)
         logger.info("LR2VQ d' sweep (recall@10): %s; using %d", self.sweep_, best)
         return best
 
