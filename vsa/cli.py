@@ -305,6 +305,7 @@ def _cmd_similar(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "rank": rank,
+                    "record": int(row),
                     "line": state.lines[row],
                     "similarity": round(1.0 - float(distance), 4),
                 }

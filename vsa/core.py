@@ -109,7 +109,8 @@ def _check_dim(dim: int) -> int:
     return int(dim)
 
 
-def _check_power_of_two(dim: int) -> None:
+def check_power_of_two(dim: int) -> None:
+    """Raise ValueError naming the nearest valid sizes unless ``dim`` is 2**k."""
     if dim & (dim - 1):
         lower = 1 << (dim.bit_length() - 1)
         raise ValueError(
@@ -239,7 +240,7 @@ def make_role(
     """
     dim = _check_dim(dim)
     if kind == "hadamard":
-        _check_power_of_two(dim)
+        check_power_of_two(dim)
         bits = _sign_bits([name], HADAMARD_ROUNDS * dim, seed, "role")
         signs = bits.reshape(HADAMARD_ROUNDS, dim).astype(np.float32) * 2 - 1
         return HadamardRole(np.ascontiguousarray(signs))

@@ -23,7 +23,15 @@ from ._leaves import (
     number_vectors,
     string_vectors,
 )
-from .core import ROLE_KINDS, HadamardRole, Role, atoms, make_role, similarity
+from .core import (
+    ROLE_KINDS,
+    HadamardRole,
+    Role,
+    atoms,
+    check_power_of_two,
+    make_role,
+    similarity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +102,14 @@ class JSONEncoder:
     symbols (hashed with ``surrogatepass``). Numbers are compared as float64:
     2**53 and 2**53 + 1 encode identically, ``1`` and ``1.0`` too, but ``true``
     is never the number 1. Numbers outside their path's range are clipped to its
-    ends. Traversal is iterative: any nesting depth encodes. Paths join keys with
-    ``.``, so a key containing ``.`` or ``[`` shares its schema path with the
-    nested spelling for weights and ranges.
+    ends; at paths with no range, ``t = 0.5 + 0.5 tanh(asinh(x) / log_scale)``.
+    NaN and infinities follow ``nonfinite``; the output never holds NaN.
+    Traversal is iterative: any nesting depth of Python objects encodes (parsing
+    JSON *text* with ``json`` stops near the recursion limit; json2vec reports
+    that line as an error). Empty objects and arrays are fixed atoms, not zero
+    vectors. Arrays longer than ``max_array_length`` raise rather than allocate
+    unbounded memory. Paths join keys with ``.``, so a key containing ``.`` or
+    ``[`` shares its schema path with the nested spelling for weights and ranges.
     """
 
     def __init__(
@@ -120,7 +133,7 @@ class JSONEncoder:
         if roles not in ROLE_KINDS:
             raise ValueError(f"roles must be one of {ROLE_KINDS}, got {roles!r}")
         if roles == "hadamard":
-            make_role("probe", self.dim, self.seed, "hadamard")
+            check_power_of_two(self.dim)
         if nonfinite not in ("symbol", "error"):
             raise ValueError(
                 f"nonfinite must be 'symbol' or 'error', got {nonfinite!r}"
