@@ -50,6 +50,8 @@ _CONFIG = (
 )
 # Nodes encoded together: a (nodes, dim) float32 work array of ~16 MiB.
 _CHUNK_BYTES = 1 << 24
+# Memory the cache of generated role matrices may hold.
+_ROLE_CACHE_BYTES = 1 << 28
 _CONST_VALUES = {"true": True, "false": False, "null": None}
 
 Progress = Callable[[int, "int | None"], None]
@@ -422,11 +424,16 @@ class JSONEncoder:
         full = f"{space}:{name}"
         role = self._roles.get(full)
         if role is None:
-            if len(self._roles) > 100_000:
+            if len(self._roles) >= self._role_cache_size():
                 self._roles.clear()
             role = make_role(full, self.dim, self.seed, self.roles)
             self._roles[full] = role
         return role
+
+    def _role_cache_size(self) -> int:
+        # Dense roles hold D x D floats (4 MiB at D = 1024): keep fewer of them.
+        per_role = {"hadamard": 3 * self.dim, "dense": self.dim**2, "sign": self.dim}
+        return max(16, _ROLE_CACHE_BYTES // (4 * per_role[self.roles]))
 
     # ---------------------------------------------------------------- read-back
     def unbind_path(
