@@ -197,3 +197,35 @@ def test_fit_skips_bad_records(tmp_path, capsys):
     assert skipped == [0] and fitted.range_of("a[]") == (4.0, 4.0)
     with pytest.raises(vsa.RecordError, match="record 0: array of 3 items"):
         fitted.fit([{"a": [1, 2, 3]}])
+
+
+def test_query_with_candidates_and_vector_file_errors(corpus, tmp_path, capsys):
+    enc = _fit(corpus, tmp_path)
+    out = tmp_path / "v.h5"
+    assert cli.main(["encode", str(corpus), "-o", str(out), "--encoder", str(enc)]) == 0
+    capsys.readouterr()
+    argv = ["query", str(enc), str(out), "city", "--rows", "2", "-k", "2"]
+    assert cli.main([*argv, "--candidates", '["Lima", "Paris"]']) == 0
+    assert json.loads(capsys.readouterr().out)["values"][0][0] == "Lima"
+    assert cli.main([*argv, "--candidates", '"Lima"']) == 2
+    assert "--candidates must be a JSON array" in capsys.readouterr().err
+    bad = tmp_path / "v.csv"
+    bad.write_text("1,2")
+    assert cli.main(["query", str(enc), str(bad), "city"]) == 2
+    assert "vectors must be a .npy, .hdf5 or .h5 file" in capsys.readouterr().err
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros((1, 4))
+    assert cli.main(["query", str(enc), str(tmp_path / "other.h5"), "city"]) == 2
+    assert "has no dataset named 'vectors'" in capsys.readouterr().err
+
+
+def test_json_document_from_stdin_and_progress_callback(monkeypatch, tmp_path):
+    doc = json.dumps(_records(4)).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(doc)))
+    out = tmp_path / "v.npy"
+    argv = ["encode", "-", "--format", "json", "-o", str(out), "--dim", "64"]
+    assert cli.main(argv) == 0
+    assert np.load(out).shape == (4, 64)
+    calls = []
+    vsa.JSONEncoder(64).encode(_records(4), progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (4, 4)
