@@ -178,43 +178,52 @@ def bind_rows(
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _add_atom(acc: np.ndarray, bits: np.ndarray, weight: float) -> None:
+    """``acc += weight * atom`` for a packed atom (bit set: +1/sqrt(D), else -1)."""
+    dim = acc.shape[0]
+    plus = np.float32(weight / np.sqrt(dim))
+    for j in range(dim):
+        bit = (bits[j >> 3] >> (7 - (j & 7))) & 1
+        acc[j] += plus if bit else -plus
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def string_codes(
     out: np.ndarray,
     rows: np.ndarray,
     indptr: np.ndarray,
     tokens: np.ndarray,
-    token_table: np.ndarray,
+    token_bits: np.ndarray,
     whole: np.ndarray,
-    whole_table: np.ndarray,
+    whole_bits: np.ndarray,
     token_weight: float,
     whole_weight: float,
 ) -> None:
-    """``out[rows[i]] = normalize(a normalize(sum_t tokens_i) + b whole_table[w])``.
+    """``out[rows[i]] = normalize(a normalize(sum_t token_i) + b whole_i)``.
 
-    ``tokens_i`` are the rows of ``token_table`` listed for string i.
-
-    The tokens of string i are ``tokens[indptr[i]:indptr[i + 1]]`` (repeats count);
-    ``a = token_weight`` and ``b = whole_weight`` (1 when the token part is empty
-    and ``b`` is 0), ``w = whole[i]``; out is float32 (n, D).
+    The tokens of string i are atoms ``token_bits[tokens[indptr[i]:indptr[i+1]]]``
+    (repeats count), ``whole_i`` is atom ``whole_bits[whole[i]]``; atoms are
+    packed as by :func:`vsa.core.atom_bits`. ``a = token_weight`` and ``b =
+    whole_weight`` (1 when the token part is empty and ``b`` is 0). ``out`` is
+    float32 (n, D).
     """
-    m = whole.shape[0]
-    dim = whole_table.shape[1]
-    for i in range(m):
-        acc = np.zeros(dim, dtype=np.float32)
+    dim = out.shape[1]
+    acc = np.zeros(dim, dtype=np.float32)
+    for i in range(whole.shape[0]):
+        acc[:] = 0.0
         for t in range(indptr[i], indptr[i + 1]):
-            src = token_table[tokens[t]]
-            for j in range(dim):
-                acc[j] += src[j]
+            _add_atom(acc, token_bits[tokens[t]], 1.0)
         total = np.float32(0.0)
         for j in range(dim):
             total += acc[j] * acc[j]
         a = np.float32(token_weight / np.sqrt(total)) if total > 0 else np.float32(0.0)
+        for j in range(dim):
+            acc[j] *= a
         # A string without tokens falls back to its whole-string atom.
-        b = np.float32(whole_weight if whole_weight > 0 or a > 0 else 1.0)
-        src = whole_table[whole[i]]
+        b = whole_weight if whole_weight > 0 or a > 0 else 1.0
+        _add_atom(acc, whole_bits[whole[i]], b)
         total = np.float32(0.0)
         for j in range(dim):
-            acc[j] = a * acc[j] + b * src[j]
             total += acc[j] * acc[j]
         scale = np.float32(1.0 / np.sqrt(total)) if total > 0 else np.float32(0.0)
         row = out[rows[i]]

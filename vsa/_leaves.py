@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._kernels import level_codes, string_codes
-from .core import atoms
+from .core import atom_bits, atoms
 
 _TOKEN = re.compile(r"\w+")
 
@@ -49,8 +49,8 @@ def string_vectors(
         ids.extend([vocab.setdefault(token, len(vocab)) for token in tokens(text)])
         indptr.append(len(ids))
         whole.append(distinct.setdefault(text, len(distinct)))
-    token_table = atoms(list(vocab) or [""], dim, seed, "token")
-    whole_table = atoms(list(distinct), dim, seed, "string")
+    token_bits = atom_bits(list(vocab) or [""], dim, seed, "token", cache=True)
+    whole_bits = atom_bits(list(distinct), dim, seed, "string")
     if out is None:
         out = np.empty((len(texts), dim), dtype=np.float32)
         rows = np.arange(len(texts))
@@ -59,9 +59,9 @@ def string_vectors(
         rows,
         np.asarray(indptr, dtype=np.int64),
         np.asarray(ids, dtype=np.int64),
-        token_table,
+        token_bits,
         np.asarray(whole, dtype=np.int64),
-        whole_table,
+        whole_bits,
         float(token_weight),
         float(whole_weight),
     )

@@ -21,6 +21,9 @@ RoleKind = Literal["hadamard", "dense", "sign"]
 ROLE_KINDS = ("hadamard", "dense", "sign")
 # Rounds of (sign diagonal, Walsh-Hadamard) in a structured role.
 HADAMARD_ROUNDS = 3
+# Hash digests kept by atoms(..., cache=True); cleared when full.
+_DIGEST_CACHE_SIZE = 1 << 16
+_DIGESTS: dict[tuple[int, str, str, int], bytes] = {}
 
 
 def _name_bytes(seed: int, namespace: str, name: str) -> bytes:
@@ -51,11 +54,24 @@ def _sign_bits(
     return np.unpackbits(packed, axis=1, count=n_bits)
 
 
+def _digest(seed: int, namespace: str, name: str, n_bytes: int, cache: bool) -> bytes:
+    key = (seed, namespace, name, n_bytes)
+    found = _DIGESTS.get(key) if cache else None
+    if found is None:
+        found = hashlib.shake_256(_name_bytes(seed, namespace, name)).digest(n_bytes)
+        if cache:
+            if len(_DIGESTS) >= _DIGEST_CACHE_SIZE:
+                _DIGESTS.clear()
+            _DIGESTS[key] = found
+    return found
+
+
 def atoms(
     names: Sequence[str],
     dim: int,
     seed: int = 0,
     namespace: str = "atom",
+    cache: bool = False,
 ) -> NDArray[np.float32]:
     """Seeded random unit vectors for symbols.
 
@@ -69,6 +85,9 @@ def atoms(
         Codebook seed; a different seed gives independent vectors.
     namespace : str
         Separates codebooks that must not share vectors (tokens, roles, ...).
+    cache : bool
+        Keep the names' hash digests (D/8 bytes each, at most 65 536 names) for
+        later calls: worth it for a recurring vocabulary such as word tokens.
 
     Returns
     -------
@@ -77,15 +96,28 @@ def atoms(
         different names have cosine about N(0, 1/dim).
     """
     dim = _check_dim(dim)
+    packed = atom_bits(names, dim, seed, namespace, cache)
+    # One gather through a byte -> 8 signs table instead of unpack, cast, scale.
+    signs = _byte_signs(dim)[packed].reshape(len(packed), -1)
+    return np.ascontiguousarray(signs[:, :dim])
+
+
+def atom_bits(
+    names: Sequence[str],
+    dim: int,
+    seed: int = 0,
+    namespace: str = "atom",
+    cache: bool = False,
+) -> NDArray[np.uint8]:
+    """The atoms of :func:`atoms` packed: array of shape (len(names), ceil(dim / 8)).
+
+    Bit ``7 - j % 8`` of byte ``j // 8`` set means coordinate ``j`` is
+    ``+1/sqrt(dim)``, clear means ``-1/sqrt(dim)`` (``numpy.unpackbits`` order).
+    """
     names = list(names)
     n_bytes = (dim + 7) // 8
-    raw = b"".join(
-        hashlib.shake_256(_name_bytes(seed, namespace, name)).digest(n_bytes)
-        for name in names
-    )
-    packed = np.frombuffer(raw, dtype=np.uint8).reshape(len(names), n_bytes)
-    # One gather through a byte -> 8 signs table instead of unpack, cast, scale.
-    return _byte_signs(dim)[packed].reshape(len(names), -1)[:, :dim]
+    raw = b"".join(_digest(seed, namespace, name, n_bytes, cache) for name in names)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(names), n_bytes)
 
 
 def _byte_signs(dim: int) -> NDArray[np.float32]:
