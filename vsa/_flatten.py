@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable
 
 import numpy as np
 
@@ -96,11 +95,7 @@ class NodeTable:
         self.roots += other.roots
 
 
-def _number(
-    value: float,
-    nonfinite: str,
-    where: Callable[[], str],
-) -> tuple[int, object]:
+def _number(value: float, nonfinite: str, schema: str) -> tuple[int, object]:
     try:
         number = float(value)
     except OverflowError:
@@ -109,7 +104,7 @@ def _number(
     if math.isfinite(number):
         return NUMBER, number
     if nonfinite == "error":
-        raise RecordError(f"non-finite number {value!r} at {where()}")
+        raise RecordError(f"non-finite number {value!r} at {schema or '<root>'}")
     name = NAN if math.isnan(number) else (POS_INF if number > 0 else NEG_INF)
     return CONST, name
 
@@ -127,8 +122,8 @@ def flatten(
     Duplicate keys after NFC normalisation keep the last value (as ``json`` does
     for literal duplicates). Raises :class:`RecordError` for an unsupported type,
     an array longer than ``max_array_length`` or, when ``nonfinite="error"``, a
-    NaN or infinite number. ``table`` is left unchanged on error only if the
-    caller passes a fresh table; :meth:`JSONEncoder.encode` does.
+    NaN or infinite number. On error ``table`` may hold part of the record, so
+    pass a fresh table per record, as :class:`vsa.JSONEncoder` does.
     """
     stack = [(record, -1, None, root_schema, 0)]
     while stack:
@@ -144,12 +139,7 @@ def flatten(
         table.kind.append(kind)
         table.payload.append(payload)
         if kind == OBJECT:
-            members: dict[str, object] = {}
-            for name, item in value.items():
-                members[
-                    nfc(name) if isinstance(name, str) else _bad_key(name, schema)
-                ] = item
-            for name, item in members.items():
+            for name, item in _members(value, schema).items():
                 stack.append((item, node, name, child_schema(schema, name), depth + 1))
         elif kind == ARRAY:
             item_schema = child_schema(schema, None)
@@ -157,11 +147,17 @@ def flatten(
                 stack.append((item, node, pos, item_schema, depth + 1))
 
 
-def _bad_key(name: object, schema: str) -> str:
-    raise RecordError(
-        f"object keys must be strings, got {type(name).__name__} {name!r} at "
-        f"{schema or '<root>'}"
-    )
+def _members(value: dict, schema: str) -> dict[str, object]:
+    """Members with NFC keys; a later key equal after NFC replaces an earlier one."""
+    members: dict[str, object] = {}
+    for name, item in value.items():
+        if not isinstance(name, str):
+            raise RecordError(
+                f"object keys must be strings, got {type(name).__name__} {name!r} "
+                f"at {schema or '<root>'}"
+            )
+        members[nfc(name)] = item
+    return members
 
 
 def _classify(
@@ -177,7 +173,7 @@ def _classify(
     if value is None:
         return CONST, "null"
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return _number(value, nonfinite, lambda: schema or "<root>")
+        return _number(value, nonfinite, schema)
     if isinstance(value, dict):
         return (OBJECT, None) if value else (CONST, EMPTY_OBJECT)
     if isinstance(value, (list, tuple)):
