@@ -67,7 +67,19 @@ def as_matrix(
 
 
 def check_finite(arr: NDArray, name: str) -> None:
-    """Raise ``ValueError`` naming the first row with a NaN or an infinity."""
+    """Raise ``ValueError`` naming the first row with a NaN or an infinity.
+
+    A matrix-vector product with ones screens every row at BLAS speed (NaN and
+    infinity propagate into the row sum); only a non-finite sum, which may also come
+    from overflow of large finite values, triggers the exact element-wise check.
+    """
+    if arr.size == 0:
+        return
+    if arr.ndim == 2 and arr.dtype == np.float32:
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = arr @ np.ones(arr.shape[1], dtype=np.float32)
+        if np.isfinite(sums).all():
+            return
     finite_rows = np.isfinite(arr).all(axis=1) if arr.ndim == 2 else np.isfinite(arr)
     if not finite_rows.all():
         row = int(np.flatnonzero(~finite_rows)[0])
