@@ -48,6 +48,8 @@ _SECONDARY = {None: kg.SEC_NONE, "float32": kg.SEC_F32, "float16": kg.SEC_F16,
               "lvq8": kg.SEC_LVQ8}
 _L2 = ("sqeuclidean", "euclidean")
 _F16_MAX = 65504.0
+# Extra neighbour slots (a fraction of degree) that lists may use during a build.
+_SLACK = 0.3
 _PARAMS = ("metric", "leanvec_dims", "primary", "secondary", "degree",
            "build_window", "alpha", "window", "rerank", "n_threads", "seed", "solver")
 _ARRAYS = ("p_f32", "p_f16", "p_u8", "p_steps", "p_biases", "aux", "s_f32", "s_f16",
@@ -146,12 +148,12 @@ class Index:
         metric: str = "cosine",
         leanvec_dims: int | None = None,
         primary: Primary = "lvq8",
-        secondary: Secondary | None = "float16",
-        degree: int = 32,
+        secondary: Secondary | None = "lvq8",
+        degree: int = 64,
         build_window: int = 100,
         alpha: float | None = None,
         window: int = 40,
-        rerank: int = 100,
+        rerank: int = 80,
         n_threads: int | None = None,
         seed: int = 0,
         solver: str | None = None,
@@ -430,6 +432,11 @@ class Index:
         kind = _PRIMARY[self.primary]
         shift = self._a["lvq_mean"] + self._a["proj_shift"]
         total, done = len(alphas) * ids.shape[0], 0
+        # Lists may grow to the slack width before a prune brings them to degree.
+        width = self.degree + max(1, int(_SLACK * self.degree))
+        graph = np.zeros((self.n, width), dtype=np.int32)
+        graph[:, : self.degree] = self._a["graph"]
+        self._a["graph"] = graph
         for p, alpha in enumerate(alphas):
             order = rng.permutation(ids).astype(np.int32)
             for lo, hi in self._batches(order.shape[0], grow=p == 0 and ids[0] == 0):
@@ -438,15 +445,22 @@ class Index:
                 if progress is not None:
                     progress(done, total)
 
+        overfull = np.flatnonzero(self._a["degrees"] > self.degree).astype(np.int32)
+        kg.add_reverse_edges(overfull, np.zeros(overfull.shape[0] + 1, np.int64),
+                             np.zeros(0, np.int32), self._prim(), kind, shift,
+                             self._build_ip, graph, self._a["degrees"], self.degree,
+                             alphas[-1])
+        self._a["graph"] = np.ascontiguousarray(graph[:, : self.degree])
+
     def _insert_batch(self, points: NDArray[np.int32], kind: int,
                       shift: NDArray[np.float32], alpha: float) -> None:
         graph, degrees = self._a["graph"], self._a["degrees"]
         lists = np.zeros((points.shape[0], self.degree), dtype=np.int32)
         counts = np.zeros(points.shape[0], dtype=np.int32)
         kg.insert_batch(points, self._prim(), kind, shift, self._build_ip, graph,
-                        degrees, self._entry, self.build_window, alpha, lists, counts,
-                        numba.get_num_threads())
-        graph[points] = lists
+                        degrees, self.degree, self._entry, self.build_window, alpha,
+                        lists, counts, numba.get_num_threads())
+        graph[points, : self.degree] = lists
         degrees[points] = counts
 
         # Reverse edges, grouped by target so each list is updated by one task.
@@ -459,7 +473,7 @@ class Index:
         starts = np.append(starts, targets.shape[0]).astype(np.int64)
         kg.add_reverse_edges(uniq.astype(np.int32), starts, sources.astype(np.int32),
                              self._prim(), kind, shift, self._build_ip, graph,
-                             degrees, alpha)
+                             degrees, self.degree, alpha)
 
     # ------------------------------------------------------------ search
     def search(self, queries: ArrayLike, k: int, window: int | None = None,

@@ -261,19 +261,37 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _metric_from_parts(dot, xx, qq, diff, metric):
-    """Distance in the metric's units from float64 accumulators (one exit)."""
-    if metric == SQEUCLIDEAN:
-        d = diff
-    elif metric == EUCLIDEAN:
-        d = np.sqrt(diff)
-    elif metric == INNER_PRODUCT:
-        d = -dot
-    else:
-        denom = np.sqrt(qq * xx)
+def _row_distance(q, x, metric):
+    """Distance of float32 rows ``q`` and ``x`` in the metric's units, as float64.
+
+    cosine: 1 - <q, x> / sqrt(||q||^2 ||x||^2) clamped to [0, 2] (1 for a zero
+    vector); ||q||^2 is summed in the same loop and order as <q, x> and ||x||^2,
+    so x == q gives exactly 0. inner product: -<q, x>. L2: sum (q_j - x_j)^2
+    (its root for euclidean). Sums run in float32, 8 lanes wide.
+    """
+    dot = np.float32(0.0)
+    if metric == COSINE:
+        xx = np.float32(0.0)
+        qq = np.float32(0.0)
+        for j in range(q.shape[0]):
+            dot += q[j] * x[j]
+            xx += x[j] * x[j]
+            qq += q[j] * q[j]
+        denom = np.sqrt(np.float64(qq) * np.float64(xx))
         d = 1.0
         if denom > 0.0:
-            d = min(max(1.0 - dot / denom, 0.0), 2.0)
+            d = min(max(1.0 - np.float64(dot) / denom, 0.0), 2.0)
+    elif metric == INNER_PRODUCT:
+        for j in range(q.shape[0]):
+            dot += q[j] * x[j]
+        d = -np.float64(dot)
+    else:
+        for j in range(q.shape[0]):
+            t = q[j] - x[j]
+            dot += t * t
+        d = np.float64(dot)
+        if metric == EUCLIDEAN:
+            d = np.sqrt(d)
     return d
 
 
@@ -282,11 +300,8 @@ def rerank_distances(q, ids, count, sec, sec_kind, metric, out):
     """Distances of the original query ``q`` to secondary rows ``ids[:count]``.
 
     Secondary rows decode to float32 (float16 bits, or LVQ-8
-    ``mean + step * c + bias``); sums run in float64. cosine:
-    1 - <q, x> / sqrt(||q||^2 ||x||^2) clamped to [0, 2] (1 for a zero vector),
-    so a vector equal to the query is at distance exactly 0 with float32
-    secondaries; inner product: -<q, x>; L2: sum (q_j - x_j)^2 (its root for
-    euclidean). Writes ``out[:count]`` (float64).
+    ``mean + step * c + bias``), then :func:`_row_distance`. Writes
+    ``out[:count]`` (float64).
     """
     f32, f16, u8, steps, biases, mean = sec
     dim = q.shape[0]
@@ -310,20 +325,7 @@ def rerank_distances(q, ids, count, sec, sec_kind, metric, out):
         else:
             for j in range(dim):
                 buf_f32[j] = mean[j] + steps[i] * np.float32(u8[i, j]) + biases[i]
-        # ||q||^2 is summed in the same loop as <q, x> and ||x||^2, in the same
-        # order, so x == q gives exactly distance 0.
-        dot = 0.0
-        xx = 0.0
-        qq = 0.0
-        diff = 0.0
-        for j in range(dim):
-            a = np.float64(q[j])
-            b = np.float64(buf_f32[j])
-            dot += a * b
-            xx += b * b
-            qq += a * a
-            diff += (a - b) * (a - b)
-        out[t] = _metric_from_parts(dot, xx, qq, diff, metric)
+        out[t] = _row_distance(q, buf_f32, metric)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -495,27 +497,28 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, entry,
+def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, degree, entry,
                  window, alpha, out_lists, out_counts, n_threads):
     """Search for each point of a batch and robust-prune its new neighbour list.
 
     The graph is only read, so the result does not depend on the thread count.
     Candidates are the expanded nodes of the search plus the current neighbours.
     ``out_lists`` (batch, degree) int32 and ``out_counts`` (batch,) receive the
-    lists; the caller writes them into the graph and adds reverse edges.
+    lists (at most ``degree`` long); the caller writes them into the graph and
+    adds reverse edges.
     """
     n_tasks = min(points.shape[0], n_threads)
     for task in prange(n_tasks):
         visited = _visited_words(graph.shape[0])
         for b in range(task, points.shape[0], n_tasks):
             out_counts[b] = _insert_one(points[b], prim, kind, shift, ip_mode, graph,
-                                        degrees, entry, window, alpha, out_lists[b],
-                                        visited)
+                                        degrees, degree, entry, window, alpha,
+                                        out_lists[b], visited)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, entry, window, alpha,
-                out, visited):
+def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, degree, entry, window,
+                alpha, out, visited):
     """Search for point ``p``, prune its candidates into ``out``; return the count."""
     dim = shift.shape[0]
     u_u32 = np.empty(dim, dtype=np.uint32)
@@ -537,20 +540,23 @@ def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, entry, window, al
     tmp_u32 = np.empty(dim, dtype=np.uint32)
     batch_dist(u_f32, c, off, use_aux, cand_i[ne:], nd, prim, kind, cand_d[ne:],
                tmp_u32, tmp_u32.view(np.float32))
-    return robust_prune(p, cand_i, cand_d, graph.shape[1], alpha, ip_mode, prim,
-                        kind, shift, out)
+    return robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
+                        out)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def add_reverse_edges(targets, starts, sources, prim, kind, shift, ip_mode,
-                      graph, degrees, alpha):
+                      graph, degrees, degree, alpha):
     """Add edges ``target -> source`` for each group; prune lists that overflow.
 
     ``targets`` are distinct, ``sources[starts[g]:starts[g + 1]]`` are the new
     in-neighbours of ``targets[g]``. Groups touch disjoint rows, so they run in
-    parallel without changing the result.
+    parallel without changing the result. Lists grow up to the graph's width (a
+    slack above ``degree`` during construction) and are then pruned to
+    ``degree``, so a prune is not paid for every new edge; with no sources, this
+    prunes every target list longer than ``degree``.
     """
-    degree = graph.shape[1]
+    width = graph.shape[1]
     dim = shift.shape[0]
     for g in prange(targets.shape[0]):
         j = targets[g]
@@ -568,7 +574,7 @@ def add_reverse_edges(targets, starts, sources, prim, kind, shift, ip_mode,
             if fresh:
                 cand_i[n_cand] = x
                 n_cand += 1
-        if n_cand <= degree:
+        if n_cand <= width and (n_cand <= degree or starts[g + 1] > starts[g]):
             graph[j, :n_cand] = cand_i[:n_cand]
             degrees[j] = n_cand
             continue
