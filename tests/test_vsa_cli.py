@@ -229,3 +229,15 @@ def test_json_document_from_stdin_and_progress_callback(monkeypatch, tmp_path):
     calls = []
     vsa.JSONEncoder(64).encode(_records(4), progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (4, 4)
+
+
+def test_invalid_utf8_line_is_reported(tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n{"a": 2}\n')
+    out = tmp_path / "v.npy"
+    argv = ["encode", str(path), "-o", str(out), "--dim", "64", "--on-error", "skip"]
+    assert cli.main(argv) == 1
+    assert "in.jsonl:2:8: invalid UTF-8 (invalid start byte)" in capsys.readouterr().err
+    np.testing.assert_array_equal(
+        np.load(out), vsa.JSONEncoder(64).encode([{"a": 1}, {"a": 2}])
+    )
