@@ -118,8 +118,8 @@ class Index:
     window : int
         Default search window (the paper's search list size L).
     rerank : int
-        Default number of candidates re-scored on the secondary vectors; the
-        candidate buffer holds ``max(window, rerank)`` entries.
+        Default number of candidates re-scored on the secondary vectors: the
+        best ``rerank`` nodes the traversal visited, whatever the window.
     n_threads : int or None
         Threads for construction and batch search; None uses every core.
     seed : int
@@ -489,8 +489,8 @@ class Index:
             hold id -1 and distance +inf.
         window, rerank : int or None
             Search window and re-rank depth for this call (defaults: the index's).
-            At most ``max(window, rerank)`` candidates exist, so raise one of them
-            for ``k`` above both.
+            The best ``max(rerank, k)`` nodes visited are re-scored on the
+            secondary vectors.
 
         Returns
         -------
@@ -506,7 +506,7 @@ class Index:
         if queries.shape[0] == 0:
             return empty_result(0, k)
         args = self._query_args(queries)
-        cap = max(window, rerank, k)
+        cap = max(rerank, k)
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
         a = self._a

@@ -174,10 +174,33 @@ def _clear_visited(bits, graph, degrees, entry, exp_i, exp_n):
             bits[graph[node, t] >> 6] = 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _pool_push(pool_d, pool_i, d, i):
+    """Replace the root (the worst) of a max-heap of distances by ``(d, i)``.
+
+    The caller has checked ``d < pool_d[0]``.
+    """
+    size = pool_d.shape[0]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and pool_d[child + 1] > pool_d[child]:
+            child += 1
+        if pool_d[child] <= d:
+            break
+        pool_d[pos] = pool_d[child]
+        pool_i[pos] = pool_i[child]
+        pos = child
+    pool_d[pos] = d
+    pool_i[pos] = i
+
+
 # ------------------------------------------------------------------- search
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
-                buf_d, buf_i, visited):
+                buf_d, buf_i, visited, pool_d, pool_i):
     """Best-first search from ``entry`` with a sorted candidate buffer.
 
     The buffer (``buf_d``/``buf_i``, capacity ``cap`` >= ``window``) keeps the
@@ -186,6 +209,8 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
     list size L is ``window``). ``visited`` is a bitset of ``n`` bits, all clear;
     the search clears the bits it set before returning, so each thread allocates
     one bitset for all its queries and a query costs O(visited), not O(n).
+    ``pool_d``/``pool_i`` (length 0 to skip) form a max-heap that keeps the best
+    nodes visited, for re-ranking: a re-rank depth independent of the window.
 
     Returns
     -------
@@ -210,6 +235,9 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
                buf_f32)
     buf_d[0] = fresh_d[0]
     buf_i[0] = fresh[0]
+    use_pool = pool_d.shape[0] > 0
+    if use_pool:
+        _pool_push(pool_d, pool_i, fresh_d[0], fresh[0])
     size = 1
     cur = 0
     while True:
@@ -238,6 +266,8 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
 
         for t in range(n_fresh):
             d = fresh_d[t]
+            if use_pool and d < pool_d[0]:
+                _pool_push(pool_d, pool_i, d, fresh[t])
             if size == cap and d >= buf_d[size - 1]:
                 continue
             # Insert in order; the last entry falls off a full buffer.
@@ -333,26 +363,36 @@ def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, wind
                   cap, rerank, q, sec, sec_kind, metric, final_offset, out_i, out_d,
                   visited):
     """Traverse, re-score the best ``rerank`` candidates, write the best k."""
-    buf_d = np.empty(cap, dtype=np.float32)
-    buf_i = np.empty(cap, dtype=np.int32)
-    size, _, _ = beam_search(u, c, offset, use_aux, prim, kind, graph, degrees,
-                             entry, window, buf_d, buf_i, visited)
-    count = min(size, rerank)
+    buf_d = np.empty(window, dtype=np.float32)
+    buf_i = np.empty(window, dtype=np.int32)
+    pool_d = np.full(cap, np.inf, dtype=np.float32)
+    pool_i = np.full(cap, -1, dtype=np.int32)
+    beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
+                buf_d, buf_i, visited, pool_d, pool_i)
+    # The pool's order does not matter: the final top-k heap sorts.
+    cand = np.empty(cap, dtype=np.int32)
+    cand_d = np.empty(cap, dtype=np.float32)
+    count = 0
+    for t in range(cap):
+        if pool_i[t] >= 0:
+            cand[count] = pool_i[t]
+            cand_d[count] = pool_d[t]
+            count += 1
     dist = np.empty(count, dtype=np.float64)
     if sec_kind == SEC_NONE:
         for t in range(count):
-            d = np.float64(buf_d[t]) + final_offset
+            d = np.float64(cand_d[t]) + final_offset
             if metric != INNER_PRODUCT:
                 d = max(d, 0.0)
             dist[t] = np.sqrt(d) if metric == EUCLIDEAN else d
     else:
-        rerank_distances(q, buf_i, count, sec, sec_kind, metric, dist)
+        rerank_distances(q, cand, count, sec, sec_kind, metric, dist)
 
     k = out_i.shape[0]
     hd = np.full(k, np.inf)
     hi = np.full(k, NO_ID, dtype=np.int64)
     for t in range(count):
-        heap_push(hd, hi, dist[t], np.int64(buf_i[t]))
+        heap_push(hd, hi, dist[t], np.int64(cand[t]))
     heap_sort_inplace(hd, hi)
     for t in range(k):
         if hi[t] == NO_ID:
@@ -378,7 +418,8 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
     prim, kind : primary tuple and storage kind.
     graph : array of shape (n, degree), int32; degrees : array of shape (n,), int32
     entry, window, cap, rerank : int
-        Entry node, search window, buffer capacity (>= window) and re-rank depth.
+        Entry node, search window, size of the pool of best visited nodes that is
+        re-ranked (``max(rerank, k)``), and the re-rank depth.
     queries : array of shape (n_queries, D), float32
         Original queries (unit length for cosine) for re-scoring.
     sec, sec_kind : secondary tuple ``(f32, f16, u8, steps, biases, mean)``, kind.
@@ -527,7 +568,8 @@ def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, degree, entry, wi
     buf_d = np.empty(window, dtype=np.float32)
     buf_i = np.empty(window, dtype=np.int32)
     _, exp_i, exp_d = beam_search(u_f32, c, off, use_aux, prim, kind, graph, degrees,
-                                  entry, window, buf_d, buf_i, visited)
+                                  entry, window, buf_d, buf_i, visited,
+                                  np.empty(0, np.float32), np.empty(0, np.int32))
 
     # Candidates: the expanded nodes plus the current neighbours.
     ne = exp_i.shape[0]
