@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 from leanvec.persistence import load_state, save_state
 
 from . import _flatten as fl
+from ._checks import as_rows, check_float, check_int, check_range, check_records
 from ._kernels import bind_rows
 from ._leaves import (
     _normalize,
@@ -130,8 +131,8 @@ class JSONEncoder:
         max_candidates: int = 10_000,
         log_scale: float = 8.0,
     ) -> None:
-        self.dim = _check_int(dim, "dim", 2)
-        self.seed = _check_int(seed, "seed", 0)
+        self.dim = check_int(dim, "dim", 2)
+        self.seed = check_int(seed, "seed", 0)
         if roles not in ROLE_KINDS:
             raise ValueError(f"roles must be one of {ROLE_KINDS}, got {roles!r}")
         if roles == "hadamard":
@@ -142,17 +143,17 @@ class JSONEncoder:
             )
         self.roles = roles
         self.nonfinite = nonfinite
-        self.soft = _check_float(soft, "soft")
-        self.string_tokens = _check_float(string_tokens, "string_tokens")
-        self.string_whole = _check_float(string_whole, "string_whole")
-        self.log_scale = _check_float(log_scale, "log_scale", positive=True)
-        self.max_array_length = _check_int(max_array_length, "max_array_length", 1)
-        self.max_candidates = _check_int(max_candidates, "max_candidates", 1)
+        self.soft = check_float(soft, "soft")
+        self.string_tokens = check_float(string_tokens, "string_tokens")
+        self.string_whole = check_float(string_whole, "string_whole")
+        self.log_scale = check_float(log_scale, "log_scale", positive=True)
+        self.max_array_length = check_int(max_array_length, "max_array_length", 1)
+        self.max_candidates = check_int(max_candidates, "max_candidates", 1)
         self.weights = {
-            fl.nfc(k): _check_float(v, f"weights[{k!r}]")
+            fl.nfc(k): check_float(v, f"weights[{k!r}]")
             for k, v in (weights or {}).items()
         }
-        self.ranges = {fl.nfc(k): _check_range(v, k) for k, v in (ranges or {}).items()}
+        self.ranges = {fl.nfc(k): check_range(v, k) for k, v in (ranges or {}).items()}
         self.fitted_ranges_: dict[str, tuple[float, float]] = {}
         self.memory_: dict[str, list] = {}
         self._roles: dict[str, Role] = {}
@@ -183,7 +184,7 @@ class JSONEncoder:
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        _check_records(records)
+        check_records(records)
         lows: dict[str, float] = {}
         highs: dict[str, float] = {}
         counts: dict[str, Counter] = {}
@@ -265,7 +266,7 @@ class JSONEncoder:
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        _check_records(records)
+        check_records(records)
         total = len(records) if hasattr(records, "__len__") else None
         budget = max(1024, _CHUNK_BYTES // (4 * self.dim))
         table, done = fl.NodeTable(), 0
@@ -445,7 +446,7 @@ class JSONEncoder:
         (``"address.city"``, ``"children[0].name"`` or a sequence of keys and
         ints). Returns float32 of the same shape.
         """
-        rows = _as_rows(vectors, self.dim)
+        rows = as_rows(vectors, self.dim)
         for step in fl.parse_path(path):
             rows = self._unbind_step(step, rows)
         return rows[0] if np.ndim(vectors) == 1 else rows
@@ -489,10 +490,10 @@ class JSONEncoder:
         list of (value, cosine), best first, for a 1-d input; a list of such lists
         for a 2-d input. Empty when nothing clears the threshold.
         """
-        k = _check_int(k, "k", 1)
+        k = check_int(k, "k", 1)
         steps = fl.parse_path(path)
         values, cands = self._candidates(steps, candidates)
-        scores = similarity(self.unbind_path(_as_rows(vectors, self.dim), steps), cands)
+        scores = similarity(self.unbind_path(as_rows(vectors, self.dim), steps), cands)
         limit = 3.0 / math.sqrt(self.dim) if threshold is None else threshold
         results = []
         for row in np.atleast_2d(scores):
@@ -553,14 +554,6 @@ def _schema_path(schema: str) -> str:
     return schema.replace("[]", "[0]")
 
 
-def _check_records(records: object) -> None:
-    if isinstance(records, (dict, str, bytes)):
-        raise TypeError(
-            f"records must be an iterable of JSON values, got a single "
-            f"{type(records).__name__}; wrap one record in a list: [record]"
-        )
-
-
 def _value_of(key: tuple[int, object]) -> object:
     kind, payload = key
     if kind == fl.CONST:
@@ -568,48 +561,3 @@ def _value_of(key: tuple[int, object]) -> object:
     if kind == fl.NUMBER and payload.is_integer() and abs(payload) < 2**53:
         return int(payload)
     return payload
-
-
-def _as_rows(vectors: ArrayLike, dim: int) -> NDArray[np.float32]:
-    arr = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(
-            f"vectors must have shape (dim,) or (m, dim) with dim={dim}, got "
-            f"shape {np.shape(vectors)}"
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError("vectors hold NaN or infinite values")
-    return arr
-
-
-def _check_int(value: object, name: str, low: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < low
-    ):
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_float(value: object, name: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        need = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
-    return float(value)
-
-
-def _check_range(value: object, path: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"ranges[{path!r}] must be a pair (low, high), got {value!r}"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        raise ValueError(
-            f"ranges[{path!r}] must be finite with low <= high, got {value!r}"
-        )
-    return lo, hi
