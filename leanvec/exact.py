@@ -26,6 +26,11 @@ QUERY_BLOCK = 2048
 BASE_BLOCK = 8192
 # Extra candidates kept from the float32 pass before the float64 re-score.
 _REFINE_MARGIN = 4
+# Largest magnitudes scored without rescaling: beyond this band, float32 products
+# and squared norms overflow or underflow and the candidate pass ranks garbage.
+_SAFE_LOW = 2.0**-40
+_SAFE_HIGH = 2.0**40
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class FlatIndex:
@@ -45,6 +50,11 @@ class FlatIndex:
     Candidates are selected with float32 matrix products, then the best
     ``k + 4`` are re-scored in float64, so reported distances are exact to float32
     rounding and duplicates are at distance exactly 0.
+
+    Data whose largest magnitude lies outside [2^-40, 2^40] (1e-12 .. 1e12) is
+    scored after scaling by a power of two, which keeps the ranking exact. Reported
+    distances are float32: ones beyond its range are clipped to +-3.4e38 (valid hits
+    never read +inf), and ones below its smallest subnormal read 0.
     """
 
     def __init__(self, metric: str = "cosine", n_threads: int | None = None) -> None:
@@ -52,6 +62,7 @@ class FlatIndex:
         self.n_threads = check_n_threads(n_threads)
         self._base: NDArray[np.float32] | None = None
         self._base_sq: NDArray[np.float32] | None = None
+        self._amax = 0.0
 
     @property
     def dim(self) -> int | None:
@@ -77,8 +88,10 @@ class FlatIndex:
         base = as_matrix(database, "database")
         self._base = base if self.metric != "cosine" else normalize_rows(base)
         self._base_sq = None
+        self._amax = float(np.abs(self._base).max())
         if self.metric in ("sqeuclidean", "euclidean"):
-            self._base_sq = np.einsum("ij,ij->i", base, base).astype(np.float32)
+            with np.errstate(over="ignore"):
+                self._base_sq = np.einsum("ij,ij->i", base, base).astype(np.float32)
         logger.debug("FlatIndex holds %d vectors of dim %d", *base.shape)
         return self
 
@@ -90,6 +103,7 @@ class FlatIndex:
         start = self.n
         extra = FlatIndex(self.metric).fit(as_matrix(vectors, "vectors", self.dim))
         self._base = np.concatenate([self._base, extra._base])
+        self._amax = max(self._amax, extra._amax)
         if self._base_sq is not None:
             self._base_sq = np.concatenate([self._base_sq, extra._base_sq])
         return np.arange(start, self.n, dtype=np.int64)
@@ -119,11 +133,22 @@ class FlatIndex:
         with limit_threads(self.n_threads):
             return self._search(queries, k)
 
+    def _scale(self, queries: NDArray[np.float32]) -> float:
+        """Power of two bringing the largest magnitude near 1, or 1 when in range."""
+        if self.metric == "cosine":
+            return 1.0
+        largest = max(self._amax, float(np.abs(queries).max()))
+        if largest == 0.0 or _SAFE_LOW <= largest <= _SAFE_HIGH:
+            return 1.0
+        return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
+
     def _search(self, queries: NDArray[np.float32], k: int) -> SearchResult:
         keep = min(k + _REFINE_MARGIN, self.n)
         scored = queries if self.metric != "cosine" else normalize_rows(queries)
+        scale = self._scale(queries)
+        ranked = scored if scale == 1.0 else scored * np.float32(scale)
         if self._base_sq is not None:
-            bias = np.einsum("ij,ij->i", queries, queries).astype(np.float32)
+            bias = np.einsum("ij,ij->i", ranked, ranked).astype(np.float32)
         else:
             bias = np.full(queries.shape[0], self.metric == "cosine", dtype=np.float32)
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
@@ -138,21 +163,31 @@ class FlatIndex:
             scratch = np.empty_like(maxima)
             order = np.empty((q1 - q0, n_chunks + 16), dtype=np.int64)
             for b0 in range(0, self.n, BASE_BLOCK):
-                scores = self._block_scores(scored[q0:q1], b0)
+                scores = self._block_scores(ranked[q0:q1], b0, scale)
                 merge_scores(scores, bias[q0:q1], self._base_sq is not None, b0,
                              heap_d, heap_i, maxima, scratch, order)
             finish_heaps(heap_d, heap_i)
             rescore(scored[q0:q1], self._base, heap_i, METRIC_CODES[self.metric], k,
                     ids[q0:q1], dists[q0:q1])
+        np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
         return SearchResult(ids, dists.astype(np.float32))
 
-    def _block_scores(self, queries: NDArray[np.float32], b0: int) -> NDArray:
-        """Scores to maximise for database rows [b0, b0 + BASE_BLOCK)."""
+    def _block_scores(self, queries: NDArray[np.float32], b0: int,
+                      scale: float = 1.0) -> NDArray:
+        """Scores to maximise for database rows [b0, b0 + BASE_BLOCK).
+
+        ``queries`` are already multiplied by ``scale``; the block is scaled here.
+        """
         block = self._base[b0:b0 + BASE_BLOCK]
+        base_sq = None if self._base_sq is None else self._base_sq[b0:b0 + BASE_BLOCK]
+        if scale != 1.0:
+            block = block * np.float32(scale)
+            if base_sq is not None:
+                base_sq = np.einsum("ij,ij->i", block, block).astype(np.float32)
         scores = queries @ block.T
-        if self._base_sq is not None:  # 2 <q, x> - ||x||^2 = ||q||^2 - ||q - x||^2
+        if base_sq is not None:  # 2 <q, x> - ||x||^2 = ||q||^2 - ||q - x||^2
             scores *= 2.0
-            scores -= self._base_sq[b0:b0 + BASE_BLOCK]
+            scores -= base_sq
         return scores
 
 

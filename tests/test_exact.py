@@ -202,3 +202,18 @@ def test_unknown_metric_lists_valid_ones():
 def test_search_before_fit():
     with pytest.raises(ValueError, match="call fit"):
         FlatIndex().search(np.ones((1, 3)), 1)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e-30])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "inner_product"])
+def test_huge_and_tiny_magnitudes_keep_the_exact_ranking(rng, reference, scale, metric):
+    # float32 products overflow (or underflow) at these magnitudes; the ranking must
+    # still match float64 and valid hits must never read +inf or NaN
+    database = rng.standard_normal((200, 8))
+    queries = rng.standard_normal((3, 8))
+    result = exact_search(database * scale, queries * scale, 5, metric)
+    ids, dist = reference(database * scale, queries * scale, 5, metric)
+    np.testing.assert_array_equal(result.ids, ids)
+    assert np.isfinite(result.distances).all()
+    if metric == "euclidean":
+        np.testing.assert_allclose(result.distances, dist, rtol=1e-5)
