@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import check_k, check_positive_int
+from ._validation import as_matrix, check_k, check_n_threads, check_positive_int
 
 ANNB_EPSILON = 1e-3
 
@@ -61,6 +62,10 @@ def annb_recall_at_k(
     angular); +inf marks missing results.
     """
     k = check_k(k)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise TypeError(f"epsilon must be a real number, got {epsilon!r}")
+    if not (np.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"epsilon must be finite and >= 0, got {epsilon!r}")
     dist = np.asarray(distances, dtype=np.float64)
     gt = np.asarray(gt_distances, dtype=np.float64)
     if dist.ndim != 2 or gt.ndim != 2 or dist.shape[0] != gt.shape[0]:
@@ -98,12 +103,14 @@ def time_queries(
     """Time ``search`` over all queries and return the best of ``runs``.
 
     ``search`` takes an array of shape (m, dim). In batch mode it gets every query
-    at once; otherwise one call per query (shape (1, dim)). ``n_threads`` is recorded
-    as given (None: numba's current thread count).
+    at once; otherwise one call per query (shape (1, dim)). A 1-d ``queries`` is
+    one query. ``n_threads`` is recorded as given (None: numba's current thread
+    count).
     """
     runs = check_positive_int(runs, "runs")
     warmup = check_positive_int(warmup, "warmup", minimum=0)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    n_threads = check_n_threads(n_threads)
+    queries = as_matrix(queries, "queries")
     singles = [queries[i : i + 1] for i in range(queries.shape[0])]
 
     def one_pass() -> float:

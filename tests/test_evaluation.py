@@ -65,3 +65,30 @@ def test_time_queries_modes(rng):
     assert single.mode == "single" and calls == [(1, 3)] * 14 and single.n_threads == 1
     with pytest.raises(ValueError, match="runs must be >= 1"):
         time_queries(lambda q: None, queries, runs=0)
+
+
+def test_one_query_vector_is_one_query():
+    calls = []
+    timing = time_queries(lambda q: calls.append(q.shape), np.zeros(4), batch=False,
+                          runs=1, warmup=0)
+    assert timing.n_queries == 1 and calls == [(1, 4)]
+
+
+@pytest.mark.parametrize("queries, kwargs, error, match", [
+    (np.zeros((0, 4)), {}, ValueError, "queries is empty"),
+    (np.full((2, 4), np.nan), {}, ValueError, "NaN or infinite"),
+    (np.zeros((2, 4)), {"n_threads": 0}, ValueError, "n_threads must be >= 1, got 0"),
+])
+def test_time_queries_rejects_bad_input(queries, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        time_queries(lambda q: None, queries, **kwargs)
+
+
+@pytest.mark.parametrize("epsilon, error, match", [
+    (float("nan"), ValueError, "epsilon must be finite and >= 0, got nan"),
+    (-1e-3, ValueError, "epsilon must be finite and >= 0"),
+    ("x", TypeError, "epsilon must be a real number, got 'x'"),
+])
+def test_annb_recall_rejects_bad_epsilon(epsilon, error, match):
+    with pytest.raises(error, match=match):
+        annb_recall_at_k(np.ones((2, 3)), np.ones((2, 3)), 3, epsilon=epsilon)
