@@ -81,21 +81,55 @@ def load_state(path: str | os.PathLike, kind: str | tuple[str, ...] | None = Non
     body, checksum = data[:-32], data[-32:]
     if hashlib.sha256(body).digest() != checksum:
         raise ValueError(f"{path} is truncated or corrupt (checksum mismatch)")
-    header = json.loads(body[_PREFIX.size:_PREFIX.size + header_len])
+    header = _parse_header(body, header_len, path)
     if kind is not None and header["kind"] not in (kind if isinstance(kind, tuple) else (kind,)):
         raise ValueError(f"{path} holds a {header['kind']!r}, expected {kind!r}")
 
     arrays, offset = {}, _PREFIX.size + header_len
     for spec in header["arrays"]:
-        dtype = np.dtype(spec["dtype"])
-        count = int(np.prod(spec["shape"], dtype=np.int64))
+        dtype, shape = _array_spec(spec, path)
+        count = int(np.prod(shape, dtype=np.int64))
         end = offset + count * dtype.itemsize
         if end > len(body):
             raise ValueError(f"{path} is truncated (array {spec['name']!r})")
         arrays[spec["name"]] = np.frombuffer(body, dtype, count, offset).reshape(
-            spec["shape"]).copy()
+            shape).copy()
         offset = end
+    if offset != len(body):
+        raise ValueError(f"{path} is corrupt: {len(body) - offset} bytes after the "
+                         "last array")
     return header["kind"], header["meta"], arrays
+
+
+def _parse_header(body: bytes, header_len: int, path: Path) -> dict:
+    """The JSON header, checked for the keys and types :func:`load_state` reads."""
+    start = _PREFIX.size
+    if start + header_len > len(body):
+        raise ValueError(f"{path} is corrupt: header length {header_len} runs past "
+                         "the end of the file")
+    try:
+        header = json.loads(body[start:start + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is corrupt: unreadable header ({exc})") from None
+    if (not isinstance(header, dict) or not isinstance(header.get("kind"), str)
+            or not isinstance(header.get("meta"), dict)
+            or not isinstance(header.get("arrays"), list)):
+        raise ValueError(f"{path} is corrupt: the header needs 'kind' (string), "
+                         "'meta' (object) and 'arrays' (list)")
+    return header
+
+
+def _array_spec(spec: object, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """Dtype and shape of one header array entry, or ValueError naming the file."""
+    try:
+        dtype = np.dtype(spec["dtype"])
+        shape = tuple(int(n) for n in spec["shape"])
+        name_ok = isinstance(spec["name"], str)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path} is corrupt: bad array entry {spec!r} ({exc})") from None
+    if not name_ok or dtype.kind not in "biuf" or any(n < 0 for n in shape):
+        raise ValueError(f"{path} is corrupt: bad array entry {spec!r}")
+    return dtype, shape
 
 
 def nest(prefix: str, meta: dict, arrays: dict[str, np.ndarray],

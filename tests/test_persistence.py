@@ -80,3 +80,36 @@ def test_overwrite_is_atomic(saved):
     save_state(path, "thing", {"v": 2}, arrays)
     assert load_state(path)[1] == {"v": 2}
     assert sorted(p.name for p in path.parent.iterdir()) == ["thing.lvec"]
+
+
+def _forge(path, header: bytes, extra: bytes = b"", header_len=None):
+    """A file with a valid checksum around an arbitrary header."""
+    import hashlib
+    import struct
+
+    from leanvec.persistence import FORMAT_VERSION, MAGIC
+
+    size = len(header) if header_len is None else header_len
+    body = struct.pack("<8sIQ", MAGIC, FORMAT_VERSION, size) + header + extra
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    return path
+
+
+@pytest.mark.parametrize("header, extra, header_len", [
+    (b"{nope", b"", None),
+    (b"\xff\xfe", b"", None),
+    (b"[1, 2]", b"", None),
+    (b'{"meta": {}}', b"", None),
+    (b"{}", b"", 10**12),
+    (b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "zz", '
+     b'"shape": [1]}]}', b"\0" * 8, None),
+    (b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "|O", '
+     b'"shape": [1]}]}', b"\0" * 8, None),
+    (b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "<f8", '
+     b'"shape": [-1]}]}', b"", None),
+    (b'{"kind": "x", "meta": {}, "arrays": []}', b"\0" * 8, None),
+])
+def test_forged_headers_raise_value_error(tmp_path, header, extra, header_len):
+    path = _forge(tmp_path / "forged.lvec", header, extra, header_len)
+    with pytest.raises(ValueError, match="forged.lvec is corrupt"):
+        load_state(path)
