@@ -23,6 +23,8 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
+from ._validation import check_positive_int
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "LEANVEC_DATA"
@@ -103,7 +105,12 @@ def load(name_or_path: str | os.PathLike, download: bool = True) -> Dataset:
     (``download=False`` raises instead). Raises ``ValueError`` for an unknown name
     (listing the valid ones) or a file not in the layout (naming the field).
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError("name_or_path must be a catalog name or a path, got "
+                        f"{type(name_or_path).__name__}")
     path = Path(os.fspath(name_or_path))
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass the path of an .hdf5 file in it")
     if path.suffix in (".hdf5", ".h5") or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"no dataset file at {path}")
@@ -139,15 +146,28 @@ def _read_field(fh: h5py.File, field: str, path: Path, kinds: str) -> np.ndarray
     if arr.dtype.kind not in kinds:
         raise ValueError(f"{path}: field {field!r} has dtype {arr.dtype}, "
                          f"expected {'integers' if kinds == 'iu' else 'floats'}")
+    if arr.shape[1] == 0 or (field == "train" and arr.shape[0] == 0):
+        raise ValueError(f"{path}: field {field!r} is empty, has shape {arr.shape}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise ValueError(f"{path}: field {field!r} holds NaN or infinity (row {row})")
+    if kinds != "iu" and arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        big = np.abs(arr) > np.finfo(np.float32).max
+        if big.any():
+            row = int(np.flatnonzero(big.any(axis=1))[0])
+            raise ValueError(f"{path}: field {field!r} holds values beyond the float32 "
+                             f"range (3.4e38), first at row {row}")
     return arr
 
 
 def _attr(fh: h5py.File, key: str, default: str = "") -> str:
-    value = fh.attrs.get(key, default)
-    return value.decode() if isinstance(value, bytes) else str(value)
+    try:
+        value = fh.attrs.get(key, default)
+    except (TypeError, OSError) as exc:  # an attribute h5py cannot convert
+        return f"<unreadable: {exc}>"
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def read_hdf5(path: str | os.PathLike, name: str | None = None) -> Dataset:
@@ -199,19 +219,25 @@ def read_hdf5(path: str | os.PathLike, name: str | None = None) -> Dataset:
 # ---------------------------------------------------------------- writing
 def write_hdf5(path: str | os.PathLike, dataset: Dataset, compress: bool = False,
                store_dtype: str = "float32") -> Path:
-    """Write ``dataset`` in the ann-benchmarks layout, atomically (temp file, rename)."""
+    """Write ``dataset`` in the ann-benchmarks layout, atomically (temp file, rename).
+
+    ``store_dtype`` is the float type of the vectors on disk ("float16", "float32"
+    or "float64"); ``ValueError`` is raised, before anything is written, when a
+    vector value does not fit it.
+    """
     path = Path(path)
+    store = _check_store_dtype(store_dtype, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
     opts = {"compression": "gzip", "compression_opts": 9, "shuffle": True} if compress else {}
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as fh:
-            fh.create_dataset("train", data=dataset.database.astype(store_dtype), **opts)
-            fh.create_dataset("test", data=dataset.queries.astype(store_dtype), **opts)
+            fh.create_dataset("train", data=dataset.database.astype(store), **opts)
+            fh.create_dataset("test", data=dataset.queries.astype(store), **opts)
             if dataset.learn_queries is not None:
                 fh.create_dataset("learn_queries",
-                                  data=dataset.learn_queries.astype(store_dtype), **opts)
+                                  data=dataset.learn_queries.astype(store), **opts)
             fh.create_dataset("neighbors", data=dataset.gt_ids.astype(np.int32), **opts)
             fh.create_dataset("distances", data=dataset.gt_distances.astype(np.float32),
                               **opts)
@@ -225,6 +251,24 @@ def write_hdf5(path: str | os.PathLike, dataset: Dataset, compress: bool = False
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _check_store_dtype(store_dtype: object, dataset: Dataset) -> np.dtype:
+    """The on-disk float dtype, checked to hold every vector value of ``dataset``."""
+    try:
+        store = np.dtype(store_dtype)
+    except TypeError:
+        store = None
+    if store is None or store.kind != "f" or store.itemsize > 8:
+        raise ValueError("store_dtype must be 'float16', 'float32' or 'float64', got "
+                         f"{store_dtype!r}")
+    limit = np.finfo(store).max
+    for field, arr in (("database", dataset.database), ("queries", dataset.queries),
+                       ("learn_queries", dataset.learn_queries)):
+        if arr is not None and arr.size and np.abs(arr).max() > limit:
+            raise ValueError(f"dataset.{field} holds values beyond the {store} range "
+                             f"({limit:.4g}); choose a wider store_dtype")
+    return store
 
 
 def ground_truth(database: NDArray, queries: NDArray, metric: str, k: int = 100,
@@ -295,6 +339,11 @@ def _progress_bar(name: str) -> Callable[[int, int], None]:
 
 
 # ---------------------------------------------------------------- synthetic
+def _check_sizes(**sizes: object) -> None:
+    for name, value in sizes.items():
+        check_positive_int(value, name)
+
+
 def make_cross_modal(n: int = 100_000, n_queries: int = 1_000,
                      n_learn_queries: int = 10_000, dim: int = 768,
                      intrinsic_dim: int = 96, k: int = 100, seed: int = 0) -> Dataset:
@@ -307,6 +356,11 @@ def make_cross_modal(n: int = 100_000, n_queries: int = 1_000,
     are shifted by a common offset, and pass through a partly different basis, so a
     projection fitted on the database alone misses directions the queries use.
     """
+    _check_sizes(n=n, n_queries=n_queries, dim=dim, intrinsic_dim=intrinsic_dim, k=k)
+    check_positive_int(n_learn_queries, "n_learn_queries", minimum=0)
+    if 2 * intrinsic_dim > dim:
+        raise ValueError(f"intrinsic_dim must be at most dim / 2 = {dim // 2} (the "
+                         f"queries use a second basis), got {intrinsic_dim}")
     rng = np.random.default_rng(seed)
     r = intrinsic_dim
     basis = np.linalg.qr(rng.standard_normal((dim, 2 * r)))[0].T  # (2r, dim) orthonormal

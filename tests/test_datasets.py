@@ -171,3 +171,53 @@ def test_synthetic_cross_modal_is_seeded():
     # the queries' distribution differs from the database's
     shift = np.linalg.norm(a.learn_queries.mean(0) - a.database.mean(0))
     assert shift > 0.1 * np.linalg.norm(a.database, axis=1).mean()
+
+
+def test_values_beyond_float32_are_refused_not_turned_into_inf(tmp_path, small):
+    small["train"] = small["train"].astype(np.float64)
+    small["train"][7, 2] = 1e39
+    path = _write_raw(tmp_path / "big.hdf5", **small)
+    with pytest.raises(ValueError, match="'train' holds values beyond the float32 range"
+                       r" \(3.4e38\), first at row 7"):
+        read_hdf5(path)
+
+
+@pytest.mark.parametrize("field, shape", [("train", (0, 6)), ("train", (50, 0))])
+def test_empty_database_is_named(tmp_path, small, field, shape):
+    small[field] = np.zeros(shape, np.float32)
+    if shape[1] == 0:
+        small["test"] = np.zeros((4, 0), np.float32)
+    path = _write_raw(tmp_path / "empty.hdf5", **small)
+    with pytest.raises(ValueError, match=f"field 'train' is empty, has shape "
+                       rf"\({shape[0]}, {shape[1]}\)"):
+        read_hdf5(path)
+
+
+def test_load_of_a_folder_or_a_non_path(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; pass the path of an .hdf5 file"):
+        load(tmp_path)
+    with pytest.raises(TypeError, match="must be a catalog name or a path, got int"):
+        load(5)
+
+
+def test_write_refuses_lossy_store_dtypes(tmp_path, small):
+    data = read_hdf5(_write_raw(tmp_path / "ok.hdf5", **small))
+    with pytest.raises(ValueError, match="store_dtype must be 'float16', 'float32' or "
+                       "'float64', got 'int8'"):
+        write_hdf5(tmp_path / "int.hdf5", data, store_dtype="int8")
+    data.database[3, 1] = 1e5
+    with pytest.raises(ValueError, match="database holds values beyond the float16"):
+        write_hdf5(tmp_path / "half.hdf5", data, store_dtype="float16")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.hdf5"]
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"intrinsic_dim": 8}, ValueError, "intrinsic_dim must be at most dim / 2 = 4"),
+    ({"n_queries": -1}, ValueError, "n_queries must be >= 1, got -1"),
+    ({"n_learn_queries": -1}, ValueError, "n_learn_queries must be >= 0, got -1"),
+    ({"n": 10.5}, TypeError, "n must be an integer, got 10.5"),
+])
+def test_synthetic_sizes_are_checked(kwargs, error, match):
+    args = dict(n=10, n_queries=2, n_learn_queries=2, dim=8, intrinsic_dim=4, k=3)
+    with pytest.raises(error, match=match):
+        datasets.make_cross_modal(**{**args, **kwargs})
