@@ -467,3 +467,23 @@ def test_transform_errors(data):
     fw = LeanVec(4, kind="ood", solver="frank_wolfe").fit(x, q)
     with pytest.raises(ValueError, match="not nested"):
         fw.truncate(2)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+@pytest.mark.parametrize("kind, solver", [("id", None), ("ood", "whitened")])
+def test_huge_and_tiny_magnitudes_fit_the_same_projection(scale, kind, solver):
+    # float32 second moments of such data overflow (1e60) or underflow (1e-60)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 12)) * np.linspace(3, 0.5, 12)
+    q = rng.standard_normal((200, 12)) + 0.5
+    ref = LeanVec(4, kind=kind, solver=solver, metric="inner_product", center=True)
+    ref.fit(x, None if kind == "id" else q)
+    model = LeanVec(4, kind=kind, solver=solver, metric="inner_product", center=True)
+    model.fit(x * scale, None if kind == "id" else q * scale)
+    np.testing.assert_allclose(model.database_matrix, ref.database_matrix, atol=1e-4)
+    np.testing.assert_allclose(model.query_matrix, ref.query_matrix, atol=1e-4)
+    np.testing.assert_allclose(model.mean / scale, ref.mean, rtol=1e-5, atol=1e-6)
+    reduced = model.transform_database(x * scale)
+    assert np.isfinite(reduced).all()
+    np.testing.assert_allclose(reduced / scale, ref.transform_database(x),
+                               rtol=1e-4, atol=1e-4)
