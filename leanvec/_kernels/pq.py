@@ -33,6 +33,9 @@ def pq_distance(table, offset, code):
 def pq_scan(tables, offsets, codes, heap_d, heap_i):
     """Scan every code row for every query and keep per-query top-k heaps.
 
+    Rows are summed four at a time in independent accumulators, so the table
+    look-ups of different rows overlap instead of waiting on one running sum.
+
     Parameters
     ----------
     tables : array of shape (n_queries, M, 256), float32
@@ -43,17 +46,35 @@ def pq_scan(tables, offsets, codes, heap_d, heap_i):
         Updated in place; sort with ``finish_heaps`` afterwards.
     """
     n, n_sub = codes.shape
+    n4 = n - n % 4
     for q in prange(tables.shape[0]):
         table = tables[q]
         hd = heap_d[q]
         hi = heap_i[q]
         off = offsets[q]
-        for i in range(n):
-            acc = off
+        for i in range(0, n4, 4):
+            a0 = off
+            a1 = off
+            a2 = off
+            a3 = off
             for m in range(n_sub):
-                acc += table[m, codes[i, m]]
-            if acc < hd[0]:
-                heap_push(hd, hi, acc, i)
+                row = table[m]
+                a0 += row[codes[i, m]]
+                a1 += row[codes[i + 1, m]]
+                a2 += row[codes[i + 2, m]]
+                a3 += row[codes[i + 3, m]]
+            if a0 < hd[0]:
+                heap_push(hd, hi, a0, i)
+            if a1 < hd[0]:
+                heap_push(hd, hi, a1, i + 1)
+            if a2 < hd[0]:
+                heap_push(hd, hi, a2, i + 2)
+            if a3 < hd[0]:
+                heap_push(hd, hi, a3, i + 3)
+        for i in range(n4, n):
+            d = pq_distance(table, off, codes[i])
+            if d < hd[0]:
+                heap_push(hd, hi, d, i)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
