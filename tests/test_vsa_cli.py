@@ -241,3 +241,56 @@ def test_invalid_utf8_line_is_reported(tmp_path, capsys):
     np.testing.assert_array_equal(
         np.load(out), vsa.JSONEncoder(64).encode([{"a": 1}, {"a": 2}])
     )
+
+
+def test_json_arguments_and_counts_are_checked(corpus, tmp_path, capsys):
+    enc = _fit(corpus, tmp_path)
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(corpus), "-o", str(out), "--encoder", str(enc)]) == 0
+    deep = "[" * 100_000
+    similar = ["similar", str(enc), str(corpus), "--query"]
+    cases = [
+        ([*similar, deep], "--query is nested too deep for the JSON parser"),
+        ([*similar, "{nope"], "--query is not valid JSON: Expecting property name"),
+        ([*similar, '{"size": 1}', "-k", "0"], "--count must be >= 1, got 0"),
+        (["query", str(enc), str(out), "city", "--candidates", deep],
+         "--candidates is nested too deep"),
+        (["query", str(enc), str(out), "city", "-k", "-1"], "--count must be >= 1"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert cli.main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros(256, np.float32), "got dtype float32 and shape (256,)"),
+    (np.zeros((2, 256), complex), "got dtype complex128 and shape (2, 256)"),
+    (np.array([["a"]]), "got dtype <U1"),
+])
+def test_vector_files_that_are_not_real_matrices(corpus, tmp_path, capsys, array,
+                                                 message):
+    enc = _fit(corpus, tmp_path)
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    capsys.readouterr()
+    assert cli.main(["query", str(enc), str(path), "city"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npy must hold a 2-d array of real numbers (n, dim)" in err
+    assert message in err
+    with h5py.File(tmp_path / "group.h5", "w") as f:
+        f.create_group("vectors")
+    assert cli.main(["query", str(enc), str(tmp_path / "group.h5"), "city"]) == 2
+    assert "'vectors' is a group, expected an array" in capsys.readouterr().err
+
+
+def test_utf8_byte_order_mark_is_ignored(tmp_path):
+    records = [{"a": 1}, {"a": 2}]
+    text = "".join(json.dumps(r) + "\n" for r in records).encode()
+    for name in ("in.jsonl", "in.json"):
+        path = tmp_path / name
+        body = text if name.endswith("l") else json.dumps(records).encode()
+        path.write_bytes(b"\xef\xbb\xbf" + body)
+        out = tmp_path / "v.npy"
+        assert cli.main(["encode", str(path), "-o", str(out), "--dim", "64"]) == 0
+        np.testing.assert_array_equal(np.load(out), vsa.JSONEncoder(64).encode(records))

@@ -255,10 +255,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
+    _check_count(args.count)
     encoder = JSONEncoder.load(args.encoder)
     vectors = read_vectors(args.vectors)
     rows = _rows(args.rows, len(vectors))
-    candidates = None if args.candidates is None else json.loads(args.candidates)
+    candidates = None if args.candidates is None else _json_arg(
+        args.candidates, "--candidates")
     if candidates is not None and not isinstance(candidates, list):
         raise ValueError("--candidates must be a JSON array")
     answers = encoder.query(vectors[list(rows)], args.path, candidates, k=args.count)
@@ -273,6 +275,25 @@ def _cmd_query(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _json_arg(text: str, flag: str) -> object:
+    """Parse a JSON command-line value; any failure is a ValueError naming ``flag``."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{flag} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(
+            f"{flag} is nested too deep for the JSON parser "
+            f"(Python's json stops near {sys.getrecursionlimit()} levels)"
+        ) from None
+
+
+def _check_count(count: int) -> int:
+    if count < 1:
+        raise ValueError(f"--count must be >= 1, got {count}")
+    return count
 
 
 def _rows(text: str | None, n: int) -> list[int]:
@@ -293,8 +314,9 @@ def _rows(text: str | None, n: int) -> list[int]:
 def _cmd_similar(args: argparse.Namespace) -> int:
     from leanvec import exact_search
 
+    _check_count(args.count)
     encoder = JSONEncoder.load(args.encoder)
-    query = encoder.encode([json.loads(args.query)])
+    query = encoder.encode([_json_arg(args.query, "--query")])
     state = ReadState(name=args.input)
     database = _encode_input(encoder, args, state)
     if len(database) == 0:

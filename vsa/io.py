@@ -51,6 +51,9 @@ def _parse_error(exc: Exception, text: str) -> tuple[int, int, str]:
     )
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def _loads(raw: bytes) -> object:
     return json.loads(raw.decode("utf-8"))
 
@@ -70,6 +73,7 @@ def read_records(
     parser handles) is logged as ``NAME:LINE:COLUMN: message`` in
     ``state.errors``; with ``on_error="stop"`` reading ends there, with
     ``"skip"`` it goes on. ``progress(n_bytes)`` is called as bytes are read.
+    A UTF-8 byte order mark at the start of the stream is ignored.
     """
     if fmt == "json":
         yield from _read_document(source, state)
@@ -77,6 +81,8 @@ def read_records(
     for number, raw in enumerate(source, start=1):
         if progress is not None:
             progress(len(raw))
+        if number == 1 and raw.startswith(_BOM):  # written by some Windows tools
+            raw = raw[len(_BOM):]
         if state.stop:
             return
         if not raw.strip():
@@ -95,6 +101,8 @@ def read_records(
 
 def _read_document(source: BinaryIO, state: ReadState) -> Iterator[object]:
     raw = source.read()
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
     try:
         document = _loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -149,15 +157,34 @@ def write_vectors(path: str | os.PathLike, vectors: NDArray[np.float32]) -> Path
 
 
 def read_vectors(path: str | os.PathLike) -> NDArray[np.float32]:
-    """Read vectors written by :func:`write_vectors` (or any 2-d ``.npy``)."""
+    """Read vectors written by :func:`write_vectors` (or any 2-d real ``.npy``).
+
+    Raises ``ValueError`` naming the file for another suffix, a missing or
+    non-array ``vectors`` dataset, or an array that is not 2-d with a real
+    (integer or float) dtype.
+    """
     path = Path(path)
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False).astype(np.float32, copy=False)
-    if path.suffix.lower() in (".hdf5", ".h5"):
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        data = np.load(path, allow_pickle=False)
+    elif suffix in (".hdf5", ".h5"):
         import h5py
 
         with h5py.File(path, "r") as src:
             if "vectors" not in src:
                 raise ValueError(f"{path} has no dataset named 'vectors'")
-            return np.asarray(src["vectors"], dtype=np.float32)
-    raise ValueError(f"vectors must be a .npy, .hdf5 or .h5 file, got {str(path)!r}")
+            node = src["vectors"]
+            if not isinstance(node, h5py.Dataset):
+                raise ValueError(f"{path}: 'vectors' is a group, expected an array")
+            data = node[()]
+    else:
+        raise ValueError(
+            f"vectors must be a .npy, .hdf5 or .h5 file, got {str(path)!r}"
+        )
+    if data.ndim != 2 or data.dtype.kind not in "iuf":
+        raise ValueError(
+            f"{path} must hold a 2-d array of real numbers (n, dim), got dtype "
+            f"{data.dtype} and shape {data.shape}"
+        )
+    with np.errstate(over="ignore"):  # the encoder names values beyond float32
+        return data.astype(np.float32, copy=False)
