@@ -61,7 +61,7 @@ def best_qps(search: Callable[[], object], n_queries: int, repeats: int) -> tupl
 def sweep(run: Run, search, values, ds, repeats: int) -> Run:
     """Time ``search(value)`` for every value and record recall@10 and QPS."""
     for value in values:
-        qps, ids = best_qps(lambda: search(value), len(ds.queries), repeats)
+        qps, ids = best_qps(lambda v=value: search(v), len(ds.queries), repeats)
         recall = leanvec.recall_at_k(np.asarray(ids, dtype=np.int64), ds.gt_ids, 10)
         run.points.append((str(value), recall, qps))
     return run
@@ -158,10 +158,9 @@ def run_svs(ds, args, degree: int) -> Run:
 # ------------------------------------------------------------------ report
 def table(name: str, runs: list[Run]) -> str:
     hnsw = next((r for r in runs if r.name == "hnswlib M=32"), None)
-    lines = [f"### {name}", "",
-             "| system | build s | bytes/vector | QPS @0.95 | vs hnswlib M=32 "
-             "| QPS @0.99 | vs hnswlib M=32 |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    header = ("| system | build s | bytes/vector | QPS @0.95 | vs hnswlib M=32 "
+              "| QPS @0.99 | vs hnswlib M=32 |")
+    lines = [f"### {name}", "", header, "| --- | --- | --- | --- | --- | --- | --- |"]
     for run in runs:
         cells = [run.name, f"{run.build_s:.1f}", f"{run.bytes_per_vector:.0f}"]
         for level in LEVELS:

@@ -99,10 +99,11 @@ class Index:
     ----------
     metric : {"cosine", "angular", "inner_product", "sqeuclidean", "euclidean"}
         Distance returned by :meth:`search` (smaller is closer).
-    leanvec_dims : int or None
+    leanvec_dims : int, "auto" or None
         Dimension of the primary vectors; None keeps the full dimension (no
-        LeanVec). About a third of the input dimension works well for text
-        embeddings when ``rerank`` is near 100 (docs/benchmarks/index.md).
+        LeanVec). ``"auto"`` takes a third of the input dimension, rounded down
+        to a multiple of 16, for inputs of at least 96 features (None below):
+        128 of 384 won on the wordnet sets (docs/benchmarks/index.md).
     primary : {"float32", "float16", "lvq8", "lvq4"}
         Storage of the primary vectors that the graph is built and searched on.
     secondary : {"float32", "float16", "lvq8"} or None
@@ -138,15 +139,19 @@ class Index:
     order, in batches whose points search the graph as it stood before the batch,
     so the index is identical for a given seed whatever the thread count.
     Under cosine, zero vectors have distance 1 to everything.
-    With ``leanvec_dims`` set and ``train_queries`` given, the projection is
-    LeanVec-OOD, otherwise LeanVec-ID (PCA); ``train_queries`` without
-    ``leanvec_dims`` are not used.
+    With a reduction and ``train_queries`` given, the projection is LeanVec-OOD
+    (its default solver, the whitened closed form, unless ``solver`` says
+    otherwise), otherwise LeanVec-ID (PCA); without a reduction
+    ``train_queries`` are not used. Cosine and L2 graphs are built in L2
+    geometry on the primary vectors even when the projection is not
+    orthonormal (an inner-product build pruned whitened primaries down to about
+    10 neighbours a node); inner-product graphs are built by inner product.
     """
 
     def __init__(
         self,
         metric: str = "cosine",
-        leanvec_dims: int | None = None,
+        leanvec_dims: int | Literal["auto"] | None = "auto",
         primary: Primary = "lvq8",
         secondary: Secondary | None = "lvq8",
         degree: int = 64,
@@ -159,7 +164,7 @@ class Index:
         solver: str | None = None,
     ) -> None:
         self.metric = check_metric(metric)
-        if leanvec_dims is not None:
+        if leanvec_dims is not None and leanvec_dims != "auto":
             leanvec_dims = check_positive_int(leanvec_dims, "leanvec_dims")
         self.leanvec_dims = leanvec_dims
         self.primary = _check_choice(primary, "primary", _PRIMARY)
@@ -261,13 +266,9 @@ class Index:
         base = as_matrix(database, "database")
         if train_queries is not None:
             train_queries = as_matrix(train_queries, "train_queries", base.shape[1])
-        if self.leanvec_dims is not None and self.leanvec_dims >= base.shape[1]:
-            raise ValueError(
-                f"leanvec_dims must be smaller than the database's {base.shape[1]} "
-                f"features, got {self.leanvec_dims}; use leanvec_dims=None for none"
-            )
+        dims = self._resolve_dims(base.shape[1])
         self._dim = base.shape[1]
-        self._fit_projection(base, train_queries)
+        self._fit_projection(base, train_queries, dims)
         reduced = self._reduce(base)
         self._fit_quantizers(base, reduced)
         self._a = {}
@@ -294,16 +295,28 @@ class Index:
         self._drop_build_aux()
         return np.arange(start, self.n, dtype=np.int64)
 
-    def _fit_projection(self, base: NDArray, train_queries: NDArray | None) -> None:
+    def _resolve_dims(self, dim: int) -> int | None:
+        """The reduced dimension for inputs of ``dim`` features (None: none)."""
+        if self.leanvec_dims == "auto":
+            return (dim // 3) // 16 * 16 if dim >= 96 else None
+        if self.leanvec_dims is not None and self.leanvec_dims >= dim:
+            raise ValueError(
+                f"leanvec_dims must be smaller than the database's {dim} features, "
+                f"got {self.leanvec_dims}; use leanvec_dims=None for none"
+            )
+        return self.leanvec_dims
+
+    def _fit_projection(self, base: NDArray, train_queries: NDArray | None,
+                        dims: int | None) -> None:
         self.projection = None
-        if self.leanvec_dims is None:
+        if dims is None:
             if train_queries is not None:
-                logger.info("train_queries unused: leanvec_dims is None")
+                logger.info("train_queries unused: no reduction")
             return
         kind = "id" if train_queries is None else "ood"
         solver = self.solver if kind == "ood" else None
-        self.projection = LeanVec(self.leanvec_dims, kind=kind, solver=solver,
-                                  metric=self.metric, seed=self.seed)
+        self.projection = LeanVec(dims, kind=kind, solver=solver, metric=self.metric,
+                                  seed=self.seed)
         self.projection.fit(base, train_queries)
 
     def _prepare(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -351,7 +364,7 @@ class Index:
         self._a.update(self._consts)
 
     def _encode_primary(self, reduced: NDArray) -> dict[str, NDArray]:
-        m, d = reduced.shape
+        d = reduced.shape[1]
         out = {"p_f32": _empty((0, d), np.float32), "p_f16": _empty((0, d), np.uint16),
                "p_u8": _empty((0, 1), np.uint8), "p_steps": _empty((0,), np.float32),
                "p_biases": _empty((0,), np.float32)}
@@ -369,7 +382,8 @@ class Index:
         dim = full.shape[1]
         out = {"s_f32": _empty((0, dim), np.float32),
                "s_f16": _empty((0, dim), np.uint16), "s_u8": _empty((0, dim), np.uint8),
-               "s_steps": _empty((0,), np.float32), "s_biases": _empty((0,), np.float32),
+               "s_steps": _empty((0,), np.float32),
+               "s_biases": _empty((0,), np.float32),
                "s_mean": np.zeros(dim, np.float32)}
         if self.secondary == "float32":
             out["s_f32"] = full
@@ -545,7 +559,8 @@ class Index:
     # ------------------------------------------------------------ persistence
     def _check_fitted(self) -> None:
         if not self._a:
-            raise ValueError("this Index is empty: call fit(database) first or load one")
+            raise ValueError(
+                "this Index is empty: call fit(database) first or load one")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index to ``path``: one file with a format version and a

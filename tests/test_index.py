@@ -180,6 +180,15 @@ def test_bad_files(tmp_path, data):
         leanvec.load(tmp_path / "lvq.lvec")
 
 
+def test_auto_dims():
+    rng = np.random.default_rng(4)
+    x = clustered(rng, 300, 120, rank=20)
+    index = Index(degree=8, build_window=20).fit(x)
+    assert index.projection.leanvec_dims == 32
+    small = Index(degree=8).fit(x[:, :90])
+    assert small.projection is None
+
+
 def test_bytes_per_vector(data):
     x, _ = data
     index = Index(metric="cosine", leanvec_dims=12, primary="lvq8",

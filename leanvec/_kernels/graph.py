@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT, SQEUCLIDEAN
+from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT
 from .lvq import lvq4_ip, lvq8_ip
 from .topk import NO_ID, heap_push, heap_sort_inplace
 
@@ -284,8 +284,7 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
             expanded[pos] = False
             if size < cap:
                 size += 1
-            if pos < cur:
-                cur = pos
+            cur = min(cur, pos)
     _clear_visited(visited, graph, degrees, entry, exp_i, exp_n)
     return size, exp_i[:exp_n], exp_d[:exp_n]
 
