@@ -193,7 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.dataset = args.dataset or ["ood", "id"]
     args.leanvec_sweep = [(10, 30), (15, 40), (20, 50), (30, 60), (40, 80), (60, 100),
-                          (100, 120), (160, 160)]
+                          (100, 150), (100, 250), (160, 400)]
     return args
 
 
