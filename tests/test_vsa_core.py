@@ -145,3 +145,31 @@ def test_item_memory_cleanup():
         memory.add(["a"], np.ones((2, 256)))
     with pytest.raises(ValueError, match="k must be a positive integer"):
         memory.cleanup(noisy, k=0)
+
+
+def test_similarity_at_float64_limits_and_with_nan():
+    big = np.full(8, 1e200)
+    assert vsa.similarity(big, big) == pytest.approx(1.0)
+    tiny = np.full(8, 1e-300)
+    assert vsa.similarity(tiny, -tiny) == pytest.approx(-1.0)
+    np.testing.assert_allclose(vsa.similarity(np.stack([big, tiny]), big), [[1.0], [1.0]])
+    with pytest.raises(ValueError, match="a holds NaN or infinite values"):
+        vsa.similarity(np.full(8, np.nan), np.ones(8))
+    with pytest.raises(ValueError, match="b holds NaN or infinite values"):
+        vsa.similarity(np.ones((2, 8)), np.full((3, 8), np.inf))
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0, 10), "n_fields must be an integer >= 1, got 0"),
+    ((10, 10, 1.0), "accuracy must be below 1, got 1.0"),
+    ((10, 10, float("nan")), "accuracy must be a finite number > 0, got nan"),
+    ((10**9, 10**9), "no dim up to 1048576 reaches accuracy 0.99"),
+])
+def test_capacity_dim_rejects_impossible_requests(args, match):
+    with pytest.raises(ValueError, match=match):
+        vsa.capacity_dim(*args)
+
+
+def test_expected_accuracy_checks_dim():
+    with pytest.raises(ValueError, match="dim must be an integer >= 1, got 0"):
+        vsa.expected_accuracy(0, 2, 2)

@@ -285,3 +285,14 @@ def test_numpy_scalars_encode_like_python_values(enc):
     mixed = {"a": np.int64(3), "b": np.float32(2.5), "c": np.bool_(True)}
     plain = {"a": 3, "b": 2.5, "c": True}
     np.testing.assert_array_equal(enc.encode([mixed]), enc.encode([plain]))
+
+
+def test_circular_record_is_an_error_but_shared_parts_are_fine():
+    enc = vsa.JSONEncoder(64)
+    loop = {"name": "x"}
+    loop["self"] = [1, loop]
+    with pytest.raises(vsa.RecordError, match=r"circular reference at self\[\]"):
+        enc.encode([loop])
+    shared = [1, 2]
+    np.testing.assert_array_equal(enc.encode([{"a": shared, "b": shared}]),
+                                  enc.encode([{"a": [1, 2], "b": [1, 2]}]))

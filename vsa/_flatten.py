@@ -121,11 +121,14 @@ def flatten(
 
     Duplicate keys after NFC normalisation keep the last value (as ``json`` does
     for literal duplicates). Raises :class:`RecordError` for an unsupported type,
-    an array longer than ``max_array_length`` or, when ``nonfinite="error"``, a
-    NaN or infinite number. On error ``table`` may hold part of the record, so
+    an array longer than ``max_array_length``, a container that holds itself
+    (a circular reference; a container shared by siblings is fine) or, when
+    ``nonfinite="error"``, a NaN or infinite number. On error ``table`` may hold part of the record, so
     pass a fresh table per record, as :class:`vsa.JSONEncoder` does.
     """
     stack = [(record, -1, None, root_schema, 0)]
+    containers: dict[int, int] = {}  # table position -> id() of the container there
+    seen: set[int] = set()
     while stack:
         value, parent, key, schema, depth = stack.pop()
         node = base + len(table.kind)
@@ -138,6 +141,9 @@ def flatten(
         kind, payload = _classify(value, schema, nonfinite, max_array_length)
         table.kind.append(kind)
         table.payload.append(payload)
+        if kind in (OBJECT, ARRAY):
+            _check_not_circular(value, parent, base, table, containers, seen, schema)
+            containers[node - base] = id(value)
         if kind == OBJECT:
             for name, item in _members(value, schema).items():
                 stack.append((item, node, name, child_schema(schema, name), depth + 1))
@@ -145,6 +151,30 @@ def flatten(
             item_schema = child_schema(schema, None)
             for pos, item in enumerate(value):
                 stack.append((item, node, pos, item_schema, depth + 1))
+
+
+def _check_not_circular(
+    value: object,
+    parent: int,
+    base: int,
+    table: NodeTable,
+    containers: dict[int, int],
+    seen: set[int],
+    schema: str,
+) -> None:
+    """Raise when ``value`` is one of its own ancestors (the walk up the parent
+    chain runs only for a container met before, so shared ones cost little)."""
+    ident = id(value)
+    if ident in seen:
+        pos = parent - base
+        while pos >= 0:
+            if containers.get(pos) == ident:
+                raise RecordError(
+                    f"circular reference at {schema or '<root>'}: a container "
+                    "holds itself"
+                )
+            pos = table.parent[pos] - base
+    seen.add(ident)
 
 
 def _members(value: dict, schema: str) -> dict[str, object]:

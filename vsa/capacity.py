@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+from ._checks import check_float, check_int
+
+# capacity_dim searches dimensions up to this one.
+MAX_DIM = 1 << 20
+
 
 def expected_accuracy(dim: int, n_fields: int, n_candidates: int) -> float:
     """Probability that clean-up returns the right value of one field.
@@ -28,7 +33,15 @@ def expected_accuracy(dim: int, n_fields: int, n_candidates: int) -> float:
     Returns
     -------
     float in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        When ``dim`` < 1, ``n_fields`` < 1 or ``n_candidates`` < 1.
     """
+    check_int(dim, "dim", 1)
+    check_int(n_fields, "n_fields", 1)
+    check_int(n_candidates, "n_candidates", 1)
     if n_fields <= 1 or n_candidates <= 1:
         return 1.0
     ratio = np.sqrt(dim / (n_fields - 1))
@@ -40,8 +53,25 @@ def expected_accuracy(dim: int, n_fields: int, n_candidates: int) -> float:
 
 
 def capacity_dim(n_fields: int, n_candidates: int, accuracy: float = 0.99) -> int:
-    """Smallest D whose :func:`expected_accuracy` reaches ``accuracy``."""
-    low, high = 1, 1 << 20
+    """Smallest D whose :func:`expected_accuracy` reaches ``accuracy``.
+
+    Raises
+    ------
+    ValueError
+        When ``accuracy`` is not in (0, 1), a count is below 1, or no D up to
+        ``MAX_DIM`` (2**20) reaches ``accuracy``.
+    """
+    check_int(n_fields, "n_fields", 1)
+    check_int(n_candidates, "n_candidates", 1)
+    accuracy = check_float(accuracy, "accuracy", positive=True)
+    if accuracy >= 1.0:
+        raise ValueError(f"accuracy must be below 1, got {accuracy!r}")
+    if expected_accuracy(MAX_DIM, n_fields, n_candidates) < accuracy:
+        raise ValueError(
+            f"no dim up to {MAX_DIM} reaches accuracy {accuracy} with "
+            f"{n_fields} fields and {n_candidates} candidates"
+        )
+    low, high = 1, MAX_DIM
     while low < high:
         mid = (low + high) // 2
         if expected_accuracy(mid, n_fields, n_candidates) >= accuracy:

@@ -354,6 +354,8 @@ def similarity(a: ArrayLike, b: ArrayLike) -> float | NDArray[np.float64]:
 
     Two vectors of shape (dim,) give a float; rows of shape (m, dim) and (n, dim)
     give an array of shape (m, n). A zero vector has similarity 0 to everything.
+    Rows are divided by their largest magnitude first, so values near the float64
+    limits neither overflow nor underflow. NaN or infinity raises ``ValueError``.
     """
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
@@ -362,6 +364,10 @@ def similarity(a: ArrayLike, b: ArrayLike) -> float | NDArray[np.float64]:
             f"a and b must be vectors or matrices of the same width, got shapes "
             f"{x.shape} and {y.shape}"
         )
+    for name, arr in (("a", x), ("b", y)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+    x, y = _unit_scale(x), _unit_scale(y)
     nx = np.linalg.norm(x, axis=-1)
     ny = np.linalg.norm(y, axis=-1)
     if x.ndim == 1 and y.ndim == 1:
@@ -369,6 +375,14 @@ def similarity(a: ArrayLike, b: ArrayLike) -> float | NDArray[np.float64]:
     dots = np.atleast_2d(x) @ np.atleast_2d(y).T
     norms = np.outer(np.atleast_1d(nx), np.atleast_1d(ny))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def _unit_scale(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rows divided by their largest magnitude (zero rows unchanged)."""
+    if x.size == 0:
+        return x
+    peak = np.abs(x).max(axis=-1, keepdims=True)
+    return np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
 
 
 class ItemMemory:
