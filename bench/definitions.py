@@ -69,14 +69,25 @@ def _line_index(text: str) -> dict[tuple, int]:
     import yaml
 
     lines: dict[tuple, int] = {}
+    visited: set[int] = set()
 
     def walk(node: Any, path: tuple) -> None:
         lines[path] = node.start_mark.line + 1
+        if id(node) in visited:  # an alias: its lines are known, do not re-expand
+            return
+        visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
             for key, value in node.value:
+                line = key.start_mark.line + 1
+                if isinstance(key, yaml.ScalarNode) and key.value in seen:
+                    raise DefinitionError(
+                        f"line {line}: duplicate key {key.value!r} (first on line "
+                        f"{seen[key.value]})")
+                seen[getattr(key, "value", None)] = line
                 child = path + (key.value,)
                 walk(value, child)
-                lines[child] = key.start_mark.line + 1
+                lines[child] = line
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 walk(item, path + (i,))
@@ -129,7 +140,11 @@ class _Reader:
             adapter = get_adapter(str(item["algorithm"]))
         except ValueError as exc:
             raise self.fail(path + ("algorithm",), f"{label}: {exc}") from None
-        if item.get("disabled"):
+        disabled = item.get("disabled", False)
+        if not isinstance(disabled, bool):
+            raise self.fail(path + ("disabled",), f"{label}: disabled must be true or "
+                            f"false, got {disabled!r}")
+        if disabled:
             return []
         builds = self.grid(item.get("build") or {}, path + ("build",), label, "build",
                            adapter.build_params)
@@ -173,14 +188,16 @@ def parse(text: str, source: str = "<definitions>") -> list[Definition]:
     Raises
     ------
     DefinitionError
-        On invalid YAML, an unknown key, algorithm or argument, or a wrong type;
-        the message gives the source, the line and the key.
+        On invalid YAML, a duplicate key, an unknown key, algorithm or argument,
+        or a wrong type; the message gives the source, the line and the key.
     """
     import yaml
 
     try:
-        data = yaml.safe_load(text)
         lines = _line_index(text)
+        data = yaml.safe_load(text)
+    except DefinitionError as exc:
+        raise DefinitionError(f"{source}, {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f", line {mark.line + 1}" if mark is not None else ""

@@ -13,6 +13,7 @@ One HDF5 file per measured (index, query arguments) pair, at
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -67,11 +68,30 @@ def true_distances(database: NDArray, queries: NDArray, ids: NDArray,
 def result_path(results: str | os.PathLike, dataset: str, k: int, name: str,
                 batch: bool, build_args: Mapping[str, Any],
                 query_args: Mapping[str, Any]) -> Path:
-    """Where the result of one measurement lives (the ann-benchmarks layout)."""
+    """Where the result of one measurement lives (the ann-benchmarks layout).
+
+    The file name spells the arguments (``M_16_ef_40``). When that spelling could
+    stand for other arguments too (negative or fractional numbers, booleans,
+    strings with punctuation or that read as numbers), a digest of the exact
+    arguments is appended, so distinct arguments never share a result file.
+    """
     arguments = json.dumps([dict(build_args), dict(query_args)], sort_keys=True)
     stem = re.sub(r"\W+", "_", arguments).strip("_") or "default"
+    values = [*dict(build_args).values(), *dict(query_args).values()]
+    if not all(_spelled_exactly(v) for v in values):
+        stem += "_" + hashlib.sha256(arguments.encode("utf-8")).hexdigest()[:10]
     folder = Path(results) / dataset / str(k) / (name + ("-batch" if batch else ""))
     return folder / f"{stem}.hdf5"
+
+
+def _spelled_exactly(value: Any) -> bool:
+    """True when ``value`` survives the file-name spelling without ambiguity."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return (isinstance(value, str) and value not in ("true", "false", "null")
+            and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", value) is not None)
 
 
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:

@@ -103,6 +103,10 @@ def test_shipped_definitions_parse_and_cover_every_adapter():
     ("algorithms:\n  - algorithm: hnswlib\n    query: {ef: []}\n",
      r"line 3: .*'ef' must be a value or a non-empty list"),
     ("algorithms:\n  - algorithm: [unclosed\n", r"bad.yaml, line \d+: not valid YAML"),
+    ("algorithms:\n  - algorithm: hnswlib\n    algorithm: faiss-flat\n",
+     r"bad.yaml, line 3: duplicate key 'algorithm' \(first on line 2\)"),
+    ("algorithms:\n  - algorithm: hnswlib\n    disabled: 'no'\n",
+     r"line 3: algorithms\[0\]: disabled must be true or false, got 'no'"),
 ])
 def test_parse_errors_name_file_line_and_key(text, match):
     with pytest.raises(defs.DefinitionError, match=match):
@@ -201,6 +205,25 @@ def test_result_path_follows_the_ann_benchmarks_layout(tmp_path):
     assert path.name == "M_16_ef_40.hdf5"
     single = result_path(tmp_path, "d", 1, "faiss-flat", False, {}, {})
     assert single.parent.name == "faiss-flat" and single.suffix == ".hdf5"
+
+
+def test_distinct_arguments_never_share_a_result_file(tmp_path):
+    spellings = [{"M": 8}, {"M": -8}, {"M": "8"}, {"M": 0.5}, {"M": "0_5"},
+                 {"M": True}, {"M": "true"}, {"M": 1}, {"M": None}, {"M": "null"}]
+    paths = {result_path(tmp_path, "d", 10, "x", True, args, {}) for args in spellings}
+    assert len(paths) == len(spellings)
+    assert result_path(tmp_path, "d", 10, "x", True, {"quantizer": "lvq8"},
+                       {"ef": 0}).name == "quantizer_lvq8_ef_0.hdf5"
+
+
+def test_aliases_are_not_expanded_when_indexing_lines():
+    # nine levels of nine-fold aliases: 9**8 leaves if expanded
+    rows = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 9):
+        rows.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    text = "\n".join(rows) + "\nalgorithms: *a8\n"
+    with pytest.raises(defs.DefinitionError, match=r"unknown top-level key 'a0'"):
+        defs.parse(text, "bomb.yaml")
 
 
 def _attrs(**extra):
