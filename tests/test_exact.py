@@ -217,3 +217,40 @@ def test_huge_and_tiny_magnitudes_keep_the_exact_ranking(rng, reference, scale, 
     assert np.isfinite(result.distances).all()
     if metric == "euclidean":
         np.testing.assert_allclose(result.distances, dist, rtol=1e-5)
+
+
+def test_read_only_install_without_a_cache_folder_still_searches(tmp_path):
+    # numba cannot cache beside the package nor in the user cache: a regular file
+    # named __pycache__ blocks the first (even for root), a home below a file the
+    # second; import and search must still work (C28)
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import vsa
+
+    install = tmp_path / "install"
+    for package in (Path(leanvec.__file__).parent, Path(vsa.__file__).parent):
+        shutil.copytree(package, install / package.name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in [p for p in install.rglob("*") if p.is_dir()] + [install]:
+        (folder / "__pycache__").write_text("")
+    (tmp_path / "blocked").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
+    site_packages = str(Path(np.__file__).parent.parent)
+    # -S: no site hooks, so the editable install cannot shadow the copy
+    env.update(PYTHONPATH=os.pathsep.join([str(install), site_packages]),
+               HOME=str(tmp_path / "blocked" / "home"),
+               XDG_CACHE_HOME=str(tmp_path / "blocked" / "cache"))
+    code = ("import numpy as np, leanvec; "
+            "assert leanvec.__file__.startswith(%r); "
+            "x = np.eye(3, dtype=np.float32); "
+            "print(leanvec.exact_search(x, x, 1, 'inner_product').ids.ravel())"
+            % str(install))
+    done = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[0", "1", "2]"]
