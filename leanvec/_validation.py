@@ -34,7 +34,12 @@ def as_matrix(
     complex numbers, strings and objects raise ``TypeError``. Non-finite values raise
     ``ValueError`` naming the first bad row.
     """
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(
+            f"{name} must be a rectangular array of shape (n, dim): {exc}"
+        ) from None
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):

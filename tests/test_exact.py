@@ -254,3 +254,9 @@ def test_read_only_install_without_a_cache_folder_still_searches(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[0", "1", "2]"]
+
+
+def test_ragged_rows_are_named():
+    with pytest.raises(ValueError, match=r"database must be a rectangular array of "
+                       r"shape \(n, dim\)"):
+        exact_search([[1.0, 2.0], [3.0]], [1.0, 1.0], 1)
