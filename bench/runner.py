@@ -98,6 +98,29 @@ def _time_single(adapter: Adapter, queries: NDArray[np.float32], k: int, runs: i
     return ids, best_times
 
 
+# Attributes a stored result needs to be reused instead of measured again.
+_REQUIRED = ("best_search_time", "recall", "annb_recall", "build_time", "index_size",
+             "bytes_per_vector")
+
+
+def _reusable(paths: Sequence[Path]) -> list[Result] | None:
+    """The stored results at ``paths`` when every one is readable and complete."""
+    found = []
+    for path in paths:
+        if not path.is_file():
+            return None
+        try:
+            result = read_result(path)
+        except (OSError, ValueError) as exc:
+            logger.warning("measuring again: %s is unreadable (%s)", path, exc)
+            return None
+        if any(key not in result.attrs for key in _REQUIRED):
+            logger.warning("measuring again: %s lacks result attributes", path)
+            return None
+        found.append(result)
+    return found
+
+
 class Runner:
     """Runs definitions on one dataset and writes their result files.
 
@@ -148,10 +171,11 @@ class Runner:
         if reason is not None:
             return self._skip(definition, reason)
         paths = [self._path(definition, q) for q in definition.query_args]
-        if not self.settings.force and all(p.is_file() for p in paths):
+        reused = None if self.settings.force else _reusable(paths)
+        if reused is not None:
             for _ in paths:
                 self.on_point()
-            return [read_result(p) for p in paths]
+            return reused
         try:
             adapter, build = self._build(cls, definition)
             return [self._measure(adapter, definition, q, p, build)

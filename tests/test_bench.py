@@ -320,3 +320,22 @@ def test_thread_limit_restores_faiss_threads():
     with thread_limit(1):
         assert faiss.omp_get_max_threads() == 1
     assert faiss.omp_get_max_threads() == 2
+
+
+@pytest.mark.parametrize("content", ["junk", "attrs-only"])
+def test_unreadable_or_incomplete_stored_results_are_measured_again(tmp_path, content):
+    from bench.runner import Runner, Settings
+
+    runner = Runner(_tiny_dataset(), Settings(results=tmp_path, runs=1))
+    definition = defs.Definition("leanvec-flat", "leanvec-flat", {}, ({},))
+    path = runner._path(definition, {})
+    path.parent.mkdir(parents=True)
+    if content == "junk":
+        path.write_text("not hdf5")
+    else:
+        with h5py.File(path, "w") as fh:
+            fh.attrs["algo"] = "leanvec-flat"
+    found = runner.run([definition])
+    assert len(found) == 1 and found[0].attrs["recall"] == 1.0
+    assert runner.run([definition])[0].attrs["best_search_time"] == \
+        found[0].attrs["best_search_time"]
