@@ -294,3 +294,18 @@ def test_utf8_byte_order_mark_is_ignored(tmp_path):
         out = tmp_path / "v.npy"
         assert cli.main(["encode", str(path), "-o", str(out), "--dim", "64"]) == 0
         np.testing.assert_array_equal(np.load(out), vsa.JSONEncoder(64).encode(records))
+
+
+def test_integer_literals_beyond_the_digit_limit_follow_the_infinity_policy(tmp_path,
+                                                                          capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": ' + "9" * 5000 + '}\n{"a": -' + "9" * 5000 + "}\n")
+    out = tmp_path / "v.npy"
+    assert cli.main(["encode", str(path), "-o", str(out), "--dim", "64"]) == 0
+    np.testing.assert_array_equal(
+        np.load(out), vsa.JSONEncoder(64).encode([{"a": 10**400}, {"a": -(10**400)}])
+    )
+    path.write_text('{"a": "x"}\n{"a": \n')
+    assert cli.main(["encode", str(path), "-o", str(out), "--dim", "64"]) == 1
+    err = capsys.readouterr().err
+    assert "in.jsonl:2:7: Expecting value" in err and "nesting too deep" not in err

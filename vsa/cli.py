@@ -14,7 +14,14 @@ import numpy as np
 
 from ._flatten import RecordError
 from .encoder import JSONEncoder
-from .io import ReadState, guess_format, read_records, read_vectors, write_vectors
+from .io import (
+    ReadState,
+    guess_format,
+    loads,
+    read_records,
+    read_vectors,
+    write_vectors,
+)
 
 logger = logging.getLogger("json2vec")
 
@@ -280,7 +287,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 def _json_arg(text: str, flag: str) -> object:
     """Parse a JSON command-line value; any failure is a ValueError naming ``flag``."""
     try:
-        return json.loads(text)
+        return loads(text)
     except ValueError as exc:
         raise ValueError(f"{flag} is not valid JSON: {exc}") from None
     except RecursionError:

@@ -39,6 +39,8 @@ def _parse_error(exc: Exception, text: str) -> tuple[int, int, str]:
         return exc.lineno, exc.colno, exc.msg
     if isinstance(exc, UnicodeDecodeError):
         return 1, exc.start + 1, f"invalid UTF-8 ({exc.reason})"
+    if not isinstance(exc, RecursionError):
+        return 1, 1, str(exc)
     # RecursionError: the json module parses recursively.
     depth = max(text.count("["), text.count("{"))
     return (
@@ -54,8 +56,30 @@ def _parse_error(exc: Exception, text: str) -> tuple[int, int, str]:
 _BOM = b"\xef\xbb\xbf"
 
 
+def _long_int(text: str) -> int | float:
+    """An integer literal; beyond Python's digit limit, the float it rounds to
+    (infinity: the policy for integers beyond the float range)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def loads(text: str) -> object:
+    """``json.loads``, also for integer literals longer than Python's 4,300-digit
+    limit for ``int(str)`` (retried with a parser that reads them as floats)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        if "digits" not in str(exc):
+            raise
+        return json.loads(text, parse_int=_long_int)
+
+
 def _loads(raw: bytes) -> object:
-    return json.loads(raw.decode("utf-8"))
+    return loads(raw.decode("utf-8"))
 
 
 def read_records(
@@ -88,7 +112,7 @@ def read_records(
         if not raw.strip():
             continue
         try:
-            record = _loads(raw)
+            record = _loads(raw.rstrip(b"\r\n"))
         except (ValueError, RecursionError) as exc:
             line, column, message = _parse_error(exc, raw.decode("utf-8", "replace"))
             _report(state, f"{state.name}:{number + line - 1}:{column}: {message}")
