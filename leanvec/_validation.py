@@ -119,6 +119,13 @@ def check_n_threads(n_threads: object) -> int | None:
     return check_positive_int(n_threads, "n_threads")
 
 
+def max_abs(x: NDArray) -> float:
+    """Largest magnitude in ``x`` (0 for an empty array), without a temporary copy."""
+    if x.size == 0:
+        return 0.0
+    return float(max(x.max(), -x.min()))
+
+
 def normalize_rows(x: NDArray[np.float32]) -> NDArray[np.float32]:
     """Scale rows to unit L2 norm; zero rows stay zero (cosine defines them below).
 

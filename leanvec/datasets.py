@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import check_positive_int
+from ._validation import check_positive_int, max_abs
 
 logger = logging.getLogger(__name__)
 
@@ -262,10 +262,10 @@ def _check_store_dtype(store_dtype: object, dataset: Dataset) -> np.dtype:
     if store is None or store.kind != "f" or store.itemsize > 8:
         raise ValueError("store_dtype must be 'float16', 'float32' or 'float64', got "
                          f"{store_dtype!r}")
-    limit = np.finfo(store).max
+    limit = float(np.finfo(store).max)
     for field, arr in (("database", dataset.database), ("queries", dataset.queries),
                        ("learn_queries", dataset.learn_queries)):
-        if arr is not None and arr.size and np.abs(arr).max() > limit:
+        if arr is not None and arr.size and max_abs(arr) > limit:
             raise ValueError(f"dataset.{field} holds values beyond the {store} range "
                              f"({limit:.4g}); choose a wider store_dtype")
     return store

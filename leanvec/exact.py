@@ -16,6 +16,7 @@ from ._validation import (
     check_k,
     check_metric,
     check_n_threads,
+    max_abs,
     normalize_rows,
 )
 
@@ -88,7 +89,7 @@ class FlatIndex:
         base = as_matrix(database, "database")
         self._base = base if self.metric != "cosine" else normalize_rows(base)
         self._base_sq = None
-        self._amax = float(np.abs(self._base).max())
+        self._amax = max_abs(self._base)
         if self.metric in ("sqeuclidean", "euclidean"):
             with np.errstate(over="ignore"):
                 self._base_sq = np.einsum("ij,ij->i", base, base).astype(np.float32)
@@ -137,7 +138,7 @@ class FlatIndex:
         """Power of two bringing the largest magnitude near 1, or 1 when in range."""
         if self.metric == "cosine":
             return 1.0
-        largest = max(self._amax, float(np.abs(queries).max()))
+        largest = max(self._amax, max_abs(queries))
         if largest == 0.0 or _SAFE_LOW <= largest <= _SAFE_HIGH:
             return 1.0
         return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))

@@ -26,6 +26,7 @@ from ._validation import (
     check_metric,
     check_n_threads,
     check_positive_int,
+    max_abs,
 )
 from .persistence import load_state, save_state
 
@@ -154,9 +155,9 @@ def _fit_scale(x: NDArray[np.float32], q: NDArray[np.float32] | None,
     """
     if metric == "cosine":
         return 1.0
-    largest = float(np.abs(x).max())
+    largest = max_abs(x)
     if q is not None:
-        largest = max(largest, float(np.abs(q).max()))
+        largest = max(largest, max_abs(q))
     if largest == 0.0 or _SAFE_LOW <= largest <= _SAFE_HIGH:
         return 1.0
     return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
