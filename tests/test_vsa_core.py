@@ -173,3 +173,27 @@ def test_capacity_dim_rejects_impossible_requests(args, match):
 def test_expected_accuracy_checks_dim():
     with pytest.raises(ValueError, match="dim must be an integer >= 1, got 0"):
         vsa.expected_accuracy(0, 2, 2)
+
+
+def test_bundle_bind_and_memory_reject_nan_and_survive_huge_values():
+    role = vsa.make_role("r", 8)
+    for call in (lambda: vsa.bind(role, np.full(8, np.nan)),
+                 lambda: vsa.unbind(role, np.full(8, 1e39)),
+                 lambda: vsa.ItemMemory(8).add(["a"], np.full((1, 8), np.inf))):
+        with pytest.raises(ValueError, match="NaN or infinite values"):
+            call()
+    with pytest.raises(ValueError, match="vectors hold NaN or infinite values"):
+        vsa.bundle(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
+        vsa.bundle(np.ones((2, 2)), [1.0, np.nan])
+    huge = vsa.bundle(np.array([[1e308, 1e308, 0, 0], [1e308, 0, 0, 0]]))
+    np.testing.assert_allclose(huge, np.array([2, 1, 0, 0]) / np.sqrt(5), rtol=1e-6)
+    weighted = vsa.bundle(np.array([[1e200, 1e200, 0, 0]]), weights=[1e200])
+    np.testing.assert_allclose(weighted, np.array([1, 1, 0, 0]) / np.sqrt(2), rtol=1e-6)
+    # the tie rule holds at any scale
+    ties = np.array([[3e307, -3e307, 1, 0], [-3e307, 3e307, -1, 0]])
+    np.testing.assert_array_equal(vsa.bundle(ties, quantize=True), [1, 1, 1, 1])
+    memory = vsa.ItemMemory(4)
+    memory.add(["big"], np.full((1, 4), 1e30, dtype=np.float32))
+    assert memory.cleanup(np.ones(4))[0] == ("big", pytest.approx(1.0))
+    assert vsa.atoms([], 8).shape == (0, 8)

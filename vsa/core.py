@@ -98,7 +98,7 @@ def atoms(
     dim = _check_dim(dim)
     packed = atom_bits(names, dim, seed, namespace, cache)
     # One gather through a byte -> 8 signs table instead of unpack, cast, scale.
-    signs = _byte_signs(dim)[packed].reshape(len(packed), -1)
+    signs = _byte_signs(dim)[packed].reshape(len(packed), packed.shape[1] * 8)
     return np.ascontiguousarray(signs[:, :dim])
 
 
@@ -284,13 +284,18 @@ def make_role(
 
 
 def _rows(x: ArrayLike, dim: int, name: str) -> tuple[NDArray[np.float32], bool]:
-    arr = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: named below
+        arr = np.asarray(x, dtype=np.float32)
     single = arr.ndim == 1
     arr = arr[None, :] if single else arr
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise ValueError(
             f"{name} must have shape (dim,) or (m, dim) with dim={dim}, got "
             f"shape {np.shape(x)}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(
+            f"{name} holds NaN or infinite values (or values beyond the float32 range)"
         )
     return arr, single
 
@@ -326,6 +331,9 @@ def bundle(
         *a zero sum gives +1*, so ``bundle([[1,-1,1,-1],[-1,-1,1,1]],
         quantize=True)`` is ``[1,-1,1,1]``.
 
+    NaN or infinity in ``vectors`` or ``weights`` raises ``ValueError``; values
+    near the float64 limit are summed after an exact power-of-two scaling.
+
     Returns
     -------
     array of shape (dim,)
@@ -335,18 +343,36 @@ def bundle(
         raise ValueError(
             f"vectors must be a non-empty 2-d array (m, dim), got shape {arr.shape}"
         )
+    if not np.isfinite(arr).all():
+        raise ValueError("vectors hold NaN or infinite values")
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (arr.shape[0],):
             raise ValueError(
                 f"weights must have shape ({arr.shape[0]},), got {w.shape}"
             )
-        arr = arr * w[:, None]
+        if not np.isfinite(w).all():
+            raise ValueError("weights hold NaN or infinite values")
+        arr = _power_of_two_scaled(arr) * _power_of_two_scaled(w)[:, None]
+    arr = _power_of_two_scaled(arr)
     total = arr.sum(axis=0)
     if quantize:
         return np.where(total >= 0, 1, -1).astype(np.int8)
     norm = np.linalg.norm(total)
     return (total / norm if norm > 0 else total).astype(np.float32)
+
+
+def _power_of_two_scaled(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``x`` scaled by a power of two to a largest magnitude in [0.5, 1).
+
+    The scaling is exact and float64 rounding is scale-free, so sums scale exactly:
+    neither directions, signs nor exact zeros (the tie rule) change, and no sum
+    of rows can overflow.
+    """
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak == 0.0:
+        return x
+    return x * np.ldexp(1.0, -int(np.frexp(peak)[1]))
 
 
 def similarity(a: ArrayLike, b: ArrayLike) -> float | NDArray[np.float64]:
@@ -407,8 +433,10 @@ class ItemMemory:
         rows, _ = _rows(vectors, self.dim, "vectors")
         if rows.shape[0] != len(labels):
             raise ValueError(f"got {len(labels)} labels but {rows.shape[0]} vectors")
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        rows = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+        wide = _unit_scale(rows.astype(np.float64))  # no overflow in the norms
+        norms = np.linalg.norm(wide, axis=1, keepdims=True)
+        wide = np.divide(wide, norms, out=np.zeros_like(wide), where=norms > 0)
+        rows = wide.astype(np.float32)
         self._vectors = np.vstack([self._vectors, rows])
         self.labels.extend(labels)
 
