@@ -178,15 +178,17 @@ def lvq_residual_ip(query, codes, residual, step, bias, bits, residual_bits):
         ``delta = step / (2**residual_bits - 1)``.
     """
     delta = step / np.float32((1 << residual_bits) - 1)
-    qc = np.float32(0.0)
-    qr = np.float32(0.0)
-    qs = np.float32(0.0)
-    for j in range(query.shape[0]):
-        q = query[j]
-        qc += q * _code(codes, j, bits)
-        qr += q * _code(residual, j, residual_bits)
-        qs += q
-    return step * qc + delta * qr + (bias - np.float32(0.5) * step) * qs
+    shift = bias - np.float32(0.5) * step
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    # Both levels are sums of one-level terms, so the vectorized kernels serve.
+    if bits == 8:
+        first = lvq8_ip(query, codes, step, shift)
+    else:
+        first = lvq4_ip(query, codes, step, shift)
+    if residual_bits == 8:
+        return first + delta * lvq8_ip(query, residual, one, zero)
+    return first + delta * lvq4_ip(query, residual, one, zero)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
