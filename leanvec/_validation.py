@@ -126,6 +126,35 @@ def max_abs(x: NDArray) -> float:
     return float(max(x.max(), -x.min()))
 
 
+# Magnitudes that float32 products and squared norms handle without rescaling: up
+# to 2^50 a sum of 10^5 squares stays below 2.5e35; from 2^-40 they stay normal.
+SAFE_LOW = 2.0**-40
+SAFE_HIGH = 2.0**50
+
+
+def range_scale(largest: float) -> float:
+    """1, or the power of two taking ``largest`` into [2^49, 2^50) when it lies
+    outside [SAFE_LOW, SAFE_HIGH].
+
+    Scaling towards the top of the safe band, not towards 1, keeps the smaller
+    values of the data as far from float32 underflow as possible.
+    """
+    if largest == 0.0 or SAFE_LOW <= largest <= SAFE_HIGH:
+        return 1.0
+    return float(np.ldexp(1.0, 50 - int(np.frexp(largest)[1])))
+
+
+def apply_scale(x: NDArray[np.float32], scale: float) -> NDArray[np.float32]:
+    """``x * scale`` for a power of two ``scale`` that may itself lie beyond the
+    float32 range (two float32 factors, each step exact)."""
+    if scale == 1.0:
+        return x
+    exponent = int(np.frexp(scale)[1]) - 1
+    half = exponent // 2
+    first = x * np.float32(np.ldexp(1.0, half))
+    return first * np.float32(np.ldexp(1.0, exponent - half))
+
+
 def normalize_rows(x: NDArray[np.float32]) -> NDArray[np.float32]:
     """Scale rows to unit L2 norm; zero rows stay zero (cosine defines them below).
 

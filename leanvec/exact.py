@@ -12,12 +12,14 @@ from ._kernels.topk import CHUNK, NO_ID, finish_heaps, merge_scores, rescore
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
+    apply_scale,
     as_matrix,
     check_k,
     check_metric,
     check_n_threads,
     max_abs,
     normalize_rows,
+    range_scale,
 )
 
 logger = logging.getLogger(__name__)
@@ -27,10 +29,6 @@ QUERY_BLOCK = 2048
 BASE_BLOCK = 8192
 # Extra candidates kept from the float32 pass before the float64 re-score.
 _REFINE_MARGIN = 4
-# Largest magnitudes scored without rescaling: beyond this band, float32 products
-# and squared norms overflow or underflow and the candidate pass ranks garbage.
-_SAFE_LOW = 2.0**-40
-_SAFE_HIGH = 2.0**40
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -52,7 +50,7 @@ class FlatIndex:
     ``k + 4`` are re-scored in float64, so reported distances are exact to float32
     rounding and duplicates are at distance exactly 0.
 
-    Data whose largest magnitude lies outside [2^-40, 2^40] (1e-12 .. 1e12) is
+    Data whose largest magnitude lies outside [2^-40, 2^50] (1e-12 .. 1e15) is
     scored after scaling by a power of two, which keeps the ranking exact. Reported
     distances are float32: ones beyond its range are clipped to +-3.4e38 (valid hits
     never read +inf), and ones below its smallest subnormal read 0.
@@ -135,19 +133,17 @@ class FlatIndex:
             return self._search(queries, k)
 
     def _scale(self, queries: NDArray[np.float32]) -> float:
-        """Power of two bringing the largest magnitude near 1, or 1 when in range."""
+        """Power of two bringing the largest magnitude into the float32-safe band
+        (beyond it products and squared norms overflow or underflow), else 1."""
         if self.metric == "cosine":
             return 1.0
-        largest = max(self._amax, max_abs(queries))
-        if largest == 0.0 or _SAFE_LOW <= largest <= _SAFE_HIGH:
-            return 1.0
-        return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
+        return range_scale(max(self._amax, max_abs(queries)))
 
     def _search(self, queries: NDArray[np.float32], k: int) -> SearchResult:
         keep = min(k + _REFINE_MARGIN, self.n)
         scored = queries if self.metric != "cosine" else normalize_rows(queries)
         scale = self._scale(queries)
-        ranked = scored if scale == 1.0 else scored * np.float32(scale)
+        ranked = apply_scale(scored, scale)
         if self._base_sq is not None:
             bias = np.einsum("ij,ij->i", ranked, ranked).astype(np.float32)
         else:
@@ -182,7 +178,7 @@ class FlatIndex:
         block = self._base[b0:b0 + BASE_BLOCK]
         base_sq = None if self._base_sq is None else self._base_sq[b0:b0 + BASE_BLOCK]
         if scale != 1.0:
-            block = block * np.float32(scale)
+            block = apply_scale(block, scale)
             if base_sq is not None:
                 base_sq = np.einsum("ij,ij->i", block, block).astype(np.float32)
         scores = queries @ block.T

@@ -22,11 +22,13 @@ import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import (
+    apply_scale,
     as_matrix,
     check_metric,
     check_n_threads,
     check_positive_int,
     max_abs,
+    range_scale,
 )
 from .persistence import load_state, save_state
 
@@ -54,9 +56,6 @@ _MIN_VAL_QUERIES = 16
 _VAL_ROWS = 10_000
 _VAL_K = 10
 _L2_METRICS = ("sqeuclidean", "euclidean")
-# Largest magnitudes fitted without rescaling (float32 second moments stay finite).
-_SAFE_LOW = 2.0**-40
-_SAFE_HIGH = 2.0**40
 
 
 def _cpu_count() -> int:
@@ -147,8 +146,9 @@ def _second_moment(x: NDArray[np.float32], mean: NDArray[np.float32],
 
 def _fit_scale(x: NDArray[np.float32], q: NDArray[np.float32] | None,
                metric: str) -> float:
-    """Power of two that brings the largest magnitude near 1 when it lies outside
-    [2^-40, 2^40] (float32 second moments would overflow or underflow), else 1.
+    """Power of two that brings the largest magnitude into [2^49, 2^50) when it
+    lies outside [2^-40, 2^50] (float32 second moments would overflow or
+    underflow), else 1.
 
     Every solver's matrices are unchanged when ``x`` and ``q`` are scaled by the
     same factor; only the mean is scaled back.
@@ -158,9 +158,7 @@ def _fit_scale(x: NDArray[np.float32], q: NDArray[np.float32] | None,
     largest = max_abs(x)
     if q is not None:
         largest = max(largest, max_abs(q))
-    if largest == 0.0 or _SAFE_LOW <= largest <= _SAFE_HIGH:
-        return 1.0
-    return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
+    return range_scale(largest)
 
 
 def _sample_rows(x: NDArray, size: int, rng: np.random.Generator) -> NDArray:
@@ -640,7 +638,7 @@ class LeanVec:
         train_queries : array-like of shape (m, dim) or None
             Training queries, required for ``kind="ood"`` and refused for
             ``kind="id"``. Never the test queries. Inputs whose largest magnitude
-            lies outside [2^-40, 2^40] are fitted after a common power-of-two
+            lies outside [2^-40, 2^50] are fitted after a common power-of-two
             scaling (the matrices do not depend on it; the mean is scaled back).
 
         Returns
@@ -668,8 +666,8 @@ class LeanVec:
         self._reset()
         scale = _fit_scale(x, q, self.metric)
         if scale != 1.0:
-            x = x * np.float32(scale)
-            q = None if q is None else q * np.float32(scale)
+            x = apply_scale(x, scale)
+            q = None if q is None else apply_scale(q, scale)
         with _blas_workers(self.n_threads) as workers:
             mean = self._mean_of(x, workers)
             k_x = _second_moment(x, mean, self.metric, workers)
@@ -680,7 +678,7 @@ class LeanVec:
                 k_q = _second_moment(q, q_mean, self.metric, workers)
                 a, b = self._fit_ood(k_x, k_q, x, q, mean, rng)
 
-        self._set_matrices(a, b, mean / np.float32(scale), x.shape[1])
+        self._set_matrices(a, b, apply_scale(mean, 1.0 / scale), x.shape[1])
         self.fit_seconds_ = time.perf_counter() - start
         logger.info("%r fitted in %.2f s, relative loss %.4g", self,
                     self.fit_seconds_, self.loss_)

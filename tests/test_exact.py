@@ -264,3 +264,12 @@ def test_ragged_rows_are_named():
     with pytest.raises(ValueError, match=r"database must be a rectangular array of "
                        r"shape \(n, dim\)"):
         exact_search([[1.0, 2.0], [3.0]], [1.0, 1.0], 1)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+def test_one_huge_row_does_not_spoil_the_others(rng, reference, metric):
+    database = rng.standard_normal((300, 16))
+    database[7] *= 1e30
+    queries = np.concatenate([rng.standard_normal((4, 16)), database[7:8]])
+    result = exact_search(database, queries, 5, metric)
+    np.testing.assert_array_equal(result.ids, reference(database, queries, 5, metric)[0])
