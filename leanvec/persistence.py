@@ -126,7 +126,8 @@ def _array_spec(spec: object, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
         shape = tuple(int(n) for n in spec["shape"])
         name_ok = isinstance(spec["name"], str)
     except (TypeError, KeyError, ValueError) as exc:
-        raise ValueError(f"{path} is corrupt: bad array entry {spec!r} ({exc})") from None
+        raise ValueError(
+            f"{path} is corrupt: bad array entry {spec!r} ({exc})") from None
     if not name_ok or dtype.kind not in "biuf" or any(n < 0 for n in shape):
         raise ValueError(f"{path} is corrupt: bad array entry {spec!r}")
     return dtype, shape

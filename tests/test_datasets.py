@@ -218,6 +218,7 @@ def test_write_refuses_lossy_store_dtypes(tmp_path, small):
     ({"n": 10.5}, TypeError, "n must be an integer, got 10.5"),
 ])
 def test_synthetic_sizes_are_checked(kwargs, error, match):
-    args = dict(n=10, n_queries=2, n_learn_queries=2, dim=8, intrinsic_dim=4, k=3)
+    args = {"n": 10, "n_queries": 2, "n_learn_queries": 2, "dim": 8,
+            "intrinsic_dim": 4, "k": 3}
     with pytest.raises(error, match=match):
         datasets.make_cross_modal(**{**args, **kwargs})

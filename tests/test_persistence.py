@@ -101,12 +101,12 @@ def _forge(path, header: bytes, extra: bytes = b"", header_len=None):
     (b"[1, 2]", b"", None),
     (b'{"meta": {}}', b"", None),
     (b"{}", b"", 10**12),
-    (b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "zz", '
-     b'"shape": [1]}]}', b"\0" * 8, None),
-    (b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "|O", '
-     b'"shape": [1]}]}', b"\0" * 8, None),
-    (b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "<f8", '
-     b'"shape": [-1]}]}', b"", None),
+    ((b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "zz", '
+      b'"shape": [1]}]}'), b"\0" * 8, None),
+    ((b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "|O", '
+      b'"shape": [1]}]}'), b"\0" * 8, None),
+    ((b'{"kind": "x", "meta": {}, "arrays": [{"name": "w", "dtype": "<f8", '
+      b'"shape": [-1]}]}'), b"", None),
     (b'{"kind": "x", "meta": {}, "arrays": []}', b"\0" * 8, None),
 ])
 def test_forged_headers_raise_value_error(tmp_path, header, extra, header_len):

@@ -152,7 +152,8 @@ def test_similarity_at_float64_limits_and_with_nan():
     assert vsa.similarity(big, big) == pytest.approx(1.0)
     tiny = np.full(8, 1e-300)
     assert vsa.similarity(tiny, -tiny) == pytest.approx(-1.0)
-    np.testing.assert_allclose(vsa.similarity(np.stack([big, tiny]), big), [[1.0], [1.0]])
+    both = vsa.similarity(np.stack([big, tiny]), big)
+    np.testing.assert_allclose(both, [[1.0], [1.0]])
     with pytest.raises(ValueError, match="a holds NaN or infinite values"):
         vsa.similarity(np.full(8, np.nan), np.ones(8))
     with pytest.raises(ValueError, match="b holds NaN or infinite values"):

@@ -123,8 +123,9 @@ def flatten(
     for literal duplicates). Raises :class:`RecordError` for an unsupported type,
     an array longer than ``max_array_length``, a container that holds itself
     (a circular reference; a container shared by siblings is fine) or, when
-    ``nonfinite="error"``, a NaN or infinite number. On error ``table`` may hold part of the record, so
-    pass a fresh table per record, as :class:`vsa.JSONEncoder` does.
+    ``nonfinite="error"``, a NaN or infinite number. On error ``table`` may hold
+    part of the record, so pass a fresh table per record, as
+    :class:`vsa.JSONEncoder` does.
     """
     stack = [(record, -1, None, root_schema, 0)]
     containers: dict[int, int] = {}  # table position -> id() of the container there

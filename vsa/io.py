@@ -105,8 +105,8 @@ def read_records(
     for number, raw in enumerate(source, start=1):
         if progress is not None:
             progress(len(raw))
-        if number == 1 and raw.startswith(_BOM):  # written by some Windows tools
-            raw = raw[len(_BOM):]
+        if number == 1:  # a byte order mark, written by some Windows tools
+            raw = raw.removeprefix(_BOM)
         if state.stop:
             return
         if not raw.strip():
@@ -125,8 +125,7 @@ def read_records(
 
 def _read_document(source: BinaryIO, state: ReadState) -> Iterator[object]:
     raw = source.read()
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
+    raw = raw.removeprefix(_BOM)
     try:
         document = _loads(raw)
     except (ValueError, RecursionError) as exc:
