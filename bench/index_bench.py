@@ -201,6 +201,9 @@ CONFIGS = {
     "default": {},
     "float16-secondary": {"secondary": "float16"},
     "degree32": {"degree": 32},
+    "d160": {"leanvec_dims": 160},
+    "d192": {"leanvec_dims": 192},
+    "float32-secondary": {"secondary": "float32"},
 }
 
 
@@ -217,8 +220,8 @@ def main(argv=None) -> int:
         for config in args.configs.split(","):
             params = {"leanvec_dims": dims, **CONFIGS[config]}
             with limit_threads(args.build_threads):
-                runs.append(run_leanvec(ds, args, f"leanvec {config} d={dims}",
-                                        **params))
+                label = f"leanvec {config} d={params['leanvec_dims']}"
+            runs.append(run_leanvec(ds, args, label, **params))
             gc.collect()
         for peer in peers:
             if peer == "hnswlib":

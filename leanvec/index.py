@@ -182,6 +182,7 @@ class Index:
         self._lvq: LVQ | None = None
         self._sec_lvq: LVQ | None = None
         self._a: dict[str, NDArray] = {}
+        self._consts: dict[str, NDArray] = {}
         self._entry = 0
 
     # ------------------------------------------------------------ properties
