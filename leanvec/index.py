@@ -139,6 +139,12 @@ class Index:
     order, in batches whose points search the graph as it stood before the batch,
     so the index is identical for a given seed whatever the thread count.
     Under cosine, zero vectors have distance 1 to everything.
+    Limitations: vectors cannot be deleted; ids are int32 inside the graph (at
+    most 2**31 - 1 vectors); without secondaries, distances come from the
+    primary vectors (approximate under a reduction or quantization); float16
+    storage refuses values beyond 65504. On 384-d text embeddings the index is
+    slower than hnswlib at equal recall (docs/benchmarks/index.md); it leads on
+    768-d sets of low intrinsic dimension.
     With a reduction and ``train_queries`` given, the projection is LeanVec-OOD
     (its default solver, the whitened closed form, unless ``solver`` says
     otherwise), otherwise LeanVec-ID (PCA); without a reduction
