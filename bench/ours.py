@@ -51,8 +51,8 @@ class LeanvecIndex(_LeanvecAdapter):
 
     name = "leanvec-index"
     requires_leanvec = ("Index",)
-    build_params = {"leanvec_dims": 160, "primary": "lvq8", "secondary": "float16",
-                    "degree": 32, "build_window": 100, "alpha": None, "ood": True}
+    build_params = {"leanvec_dims": "auto", "primary": "lvq8", "secondary": "lvq8",
+                    "degree": 64, "build_window": 100, "alpha": None, "ood": True}
     query_params = {"window": 40, "rerank": None}
 
     def _build(self, database: NDArray[np.float32], learn_queries: Any) -> None:
@@ -60,8 +60,9 @@ class LeanvecIndex(_LeanvecAdapter):
 
         args = dict(self.build_args)
         train = learn_queries if args.pop("ood") else None
-        if args["leanvec_dims"] is not None:
-            args["leanvec_dims"] = min(int(args["leanvec_dims"]), database.shape[1])
+        dims = args["leanvec_dims"]
+        if isinstance(dims, int) and dims >= database.shape[1]:
+            args["leanvec_dims"] = None  # no reduction: the index refuses dims >= dim
         self.index = leanvec.Index(metric=self.metric, n_threads=self.n_threads, **args)
         self.index.fit(database, train_queries=train)
 
