@@ -15,13 +15,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 import leanvec
 from leanvec._threads import limit_threads
 
-WORDNET = "/work/shared/datasets/wordnet-minilm-384-angular-{}.hdf5"
+# The full WordNet files: $LEANVEC_SHARED, or a "shared/datasets" folder beside the
+# repository.
+SHARED = Path(os.environ.get(
+    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+WORDNET = str(SHARED / "wordnet-minilm-384-angular-{}.hdf5")
 LEVELS = (0.95, 0.99)
 
 

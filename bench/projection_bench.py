@@ -29,7 +29,8 @@ from leanvec.projection import LeanVec, _prepare
 
 logger = logging.getLogger(__name__)
 
-SHARED = Path(os.environ.get("LEANVEC_SHARED", "/work/shared/datasets"))
+SHARED = Path(os.environ.get(
+    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 WORDNET = "wordnet-minilm-384-angular-{}.hdf5"
 METHODS = ("pca", "whitened", "whitened_p1", "eigen", "frank_wolfe", "svs_reference")
 _ERROR_ROWS = 10_000
