@@ -17,12 +17,15 @@ from ._kernels.topk import NO_ID, finish_heaps, rescore
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
+    apply_scale,
     as_matrix,
     check_k,
     check_metric,
     check_n_threads,
     check_positive_int,
+    max_abs,
     normalize_rows,
+    range_scale,
 )
 from .lvq import LVQ, LVQCodes
 from .persistence import load_state, nest, save_state, unnest
@@ -36,6 +39,7 @@ _KIND = "leanvec.CompressedIndex"
 _QUERY_BLOCK = 256  # queries scanned per call (bounds PQ table memory)
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 Quantizer = LVQ | PQ | LR2VQ
 
@@ -89,7 +93,11 @@ class CompressedIndex:
     -----
     Two-level LVQ scans with both levels. Under cosine the database and queries
     are normalised before coding, and code distances are ``1 - <q, xhat>``
-    (``xhat`` need not be exactly unit length).
+    (``xhat`` need not be exactly unit length). Under the other metrics, data
+    beyond the float32-safe range is stored multiplied by a power of two (the
+    quantizer is fitted on the scaled data) and distances are returned in the
+    data's units, clipped to the float32 range; a quantizer fitted beforehand is
+    used unscaled.
     """
 
     def __init__(self, quantizer: str | Quantizer = "lvq8", metric: str = "cosine",
@@ -101,6 +109,7 @@ class CompressedIndex:
         self.codes: LVQCodes | NDArray[np.uint8] | None = None
         self._full: NDArray[np.float32] | None = None
         self._constants: tuple[NDArray, NDArray] | None = None
+        self._scale = 1.0
 
     @property
     def n(self) -> int:
@@ -137,15 +146,21 @@ class CompressedIndex:
             ``self``.
         """
         base = as_matrix(database, "database")
-        coded = normalize_rows(base) if self.metric == "cosine" else base
-        if self.quantizer.dim is None:
+        fresh = self.quantizer.dim is None
+        self._scale = 1.0
+        if self.metric != "cosine" and fresh:
+            self._scale = range_scale(max_abs(base))
+        coded = normalize_rows(base) if self.metric == "cosine" else apply_scale(
+            base, self._scale)
+        if fresh:
             self._fit_quantizer(coded, train_queries)
         elif self.quantizer.dim != base.shape[1]:
             raise ValueError(f"database has {base.shape[1]} features per row, but the "
                              f"quantizer was fitted on {self.quantizer.dim}")
         with limit_threads(self.n_threads):
             self.codes = self.quantizer.encode(coded)
-        self._full = base if self.rerank else None
+        full = base if self.metric == "cosine" else coded
+        self._full = full if self.rerank else None
         self._constants = None
         if isinstance(self.quantizer, LVQ):
             self._constants = self.quantizer.kernel_constants(self.codes)
@@ -185,7 +200,7 @@ class CompressedIndex:
         """Write the index (quantizer, codes and any full vectors) to ``path``."""
         if self.codes is None:
             raise ValueError("this CompressedIndex is empty: call fit(database) first")
-        meta = {"metric": self.metric, "rerank": self.rerank,
+        meta = {"metric": self.metric, "rerank": self.rerank, "scale": self._scale,
                 "quantizer_type": type(self.quantizer).__name__}
         arrays: dict[str, np.ndarray] = {}
         nest("quantizer", meta, arrays, *self.quantizer.to_state())
@@ -205,6 +220,7 @@ class CompressedIndex:
         quantizer = _QUANTIZERS[meta["quantizer_type"]].from_state(
             *unnest("quantizer", meta, arrays))
         index = cls(quantizer, meta["metric"], meta["rerank"], n_threads)
+        index._scale = float(meta.get("scale", 1.0))
         if isinstance(quantizer, LVQ):
             index.codes = LVQCodes.from_state(*unnest("codes", meta, arrays))
             index._constants = quantizer.kernel_constants(index.codes)
@@ -222,6 +238,8 @@ class CompressedIndex:
                 queries = as_matrix(train_queries, "train_queries", coded.shape[1])
                 if self.metric == "cosine":
                     queries = normalize_rows(queries)
+                else:
+                    queries = apply_scale(queries, self._scale)
             self.quantizer.fit(coded, queries, metric=self.metric)
         else:
             self.quantizer.fit(coded)
@@ -234,7 +252,10 @@ class CompressedIndex:
         keep = min(max(k, self.rerank), self.n)
         heap_d = np.full((queries.shape[0], keep), np.inf, dtype=np.float32)
         heap_i = np.full((queries.shape[0], keep), NO_ID, dtype=np.int64)
-        scored = normalize_rows(queries) if self.metric == "cosine" else queries
+        if self.metric == "cosine":
+            scored = normalize_rows(queries)
+        else:
+            queries = scored = apply_scale(queries, self._scale)
         if isinstance(self.quantizer, LVQ):
             self._scan_lvq(scored, heap_d, heap_i)
         else:
@@ -263,11 +284,21 @@ class CompressedIndex:
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
         rescore(queries, self._full, cand_ids, METRIC_CODES[self.metric], k, ids, dists)
-        return SearchResult(ids, dists.astype(np.float32))
+        return SearchResult(ids, self._unscale(dists, ids))
+
+    def _unscale(self, dists: NDArray, ids: NDArray) -> NDArray[np.float32]:
+        """Distances in the data's units (undoing ``_scale``), clipped to float32."""
+        dists = dists.astype(np.float64)
+        if self._scale != 1.0:
+            power = 1 if self.metric == "euclidean" else 2
+            exponent = int(np.frexp(self._scale)[1]) - 1
+            dists *= np.ldexp(1.0, -power * exponent)
+        np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
+        return dists.astype(np.float32)
 
     def _as_result(self, heap_d, heap_i, k) -> SearchResult:
         """Code distances in the metric's units, padded to ``k`` columns."""
-        dist = heap_d.astype(np.float32)
+        dist = self._unscale(heap_d, heap_i)
         if self.metric == "cosine":
             dist = np.maximum(dist + np.float32(1.0), np.float32(0.0))
         elif self.metric == "euclidean":

@@ -24,12 +24,15 @@ from ._kernels import graph as kg
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
+    apply_scale,
     as_matrix,
     check_k,
     check_metric,
     check_n_threads,
     check_positive_int,
+    max_abs,
     normalize_rows,
+    range_scale,
 )
 from .lvq import LVQ
 from .projection import LeanVec
@@ -53,8 +56,11 @@ _SLACK = 0.3
 _PARAMS = ("metric", "leanvec_dims", "primary", "secondary", "degree",
            "build_window", "alpha", "window", "rerank", "n_threads", "seed", "solver")
 _ARRAYS = ("p_f32", "p_f16", "p_u8", "p_steps", "p_biases", "aux", "s_f32", "s_f16",
-           "s_u8", "s_steps", "s_biases", "s_mean", "graph", "degrees", "lvq_mean",
-           "proj_shift")
+           "s_u8", "s_steps", "s_biases", "s_mean", "s_norms", "graph", "degrees",
+           "lvq_mean", "proj_shift", "zero_ids")
+# Arrays that files written before they existed lack: loaded as empty.
+_OPTIONAL = {"s_norms": np.float32, "zero_ids": np.int64}
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _check_choice(value: object, name: str, choices: dict) -> object:
@@ -90,6 +96,20 @@ def _f16_bits(x: NDArray[np.float32], name: str) -> NDArray[np.uint16]:
             "use 'float32' or 'lvq8' for them"
         )
     return np.ascontiguousarray(x.astype(np.float16).view(np.uint16))
+
+
+def _decoded_norms(codes: NDArray[np.uint8], steps: NDArray[np.float32],
+                   biases: NDArray[np.float32],
+                   mean: NDArray[np.float32]) -> NDArray[np.float32]:
+    """L2 norms (float32, shape (n,)) of LVQ-8 rows decoded as the re-rank kernel
+    decodes them, ``mean + step * c + bias`` in float32, summed in float64."""
+    out = np.empty(codes.shape[0], dtype=np.float32)
+    for lo in range(0, codes.shape[0], 4096):
+        hi = min(lo + 4096, codes.shape[0])
+        rows = steps[lo:hi, None] * codes[lo:hi].astype(np.float32)
+        rows = (mean + rows) + biases[lo:hi, None]
+        out[lo:hi] = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    return out
 
 
 class Index:
@@ -190,6 +210,7 @@ class Index:
         self._a: dict[str, NDArray] = {}
         self._consts: dict[str, NDArray] = {}
         self._entry = 0
+        self._scale = 1.0
 
     # ------------------------------------------------------------ properties
     @property
@@ -275,14 +296,20 @@ class Index:
             train_queries = as_matrix(train_queries, "train_queries", base.shape[1])
         dims = self._resolve_dims(base.shape[1])
         self._dim = base.shape[1]
+        self._scale = 1.0 if self.metric == "cosine" else range_scale(max_abs(base))
+        base = self._prepare(base)
+        if train_queries is not None:
+            train_queries = self._prepare(train_queries)
         self._fit_projection(base, train_queries, dims)
         reduced = self._reduce(base)
         self._fit_quantizers(base, reduced)
         self._a = {}
         self._append_vectors(base, reduced)
-        self._entry = self._medoid()
-        with limit_threads(self.n_threads):
-            self._insert(np.arange(self.n), (1.0, self._alpha()), progress)
+        linked = self._linked(0)
+        self._entry = self._medoid(linked)
+        if linked.shape[0] > 0:
+            with limit_threads(self.n_threads):
+                self._insert(linked, (1.0, self._alpha()), progress, grow=True)
         self._drop_build_aux()
         logger.info("Index built over %d vectors, %.0f bytes per vector", self.n,
                     self.bytes_per_vector)
@@ -296,9 +323,15 @@ class Index:
         start = self.n
         if vectors.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
+        vectors = self._prepare(vectors)
+        empty_graph = self._linked(0).shape[0] == 0
         self._append_vectors(vectors, self._reduce(vectors))
-        with limit_threads(self.n_threads):
-            self._insert(np.arange(start, self.n), (self._alpha(),), None)
+        linked = self._linked(start)
+        if empty_graph:
+            self._entry = self._medoid(linked)
+        if linked.shape[0] > 0:
+            with limit_threads(self.n_threads):
+                self._insert(linked, (self._alpha(),), None, grow=empty_graph)
         self._drop_build_aux()
         return np.arange(start, self.n, dtype=np.int64)
 
@@ -327,13 +360,31 @@ class Index:
         self.projection.fit(base, train_queries)
 
     def _prepare(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Full-dimension vectors as the metric sees them (unit rows for cosine)."""
-        return normalize_rows(x) if self.metric == "cosine" else x
+        """Input vectors as the index sees them: unit rows (zero rows stay zero)
+        for cosine, else multiplied by the power of two ``_scale`` that brought
+        the database into the float32-safe range (see ``range_scale``)."""
+        if self.metric == "cosine":
+            return normalize_rows(x)
+        with np.errstate(over="ignore"):
+            out = apply_scale(x, self._scale)
+        if self._scale > 1.0 and not np.isfinite(max_abs(out)):
+            raise ValueError(
+                "vectors overflow float32 once scaled like the database (by "
+                f"{self._scale:g}); they are too large next to its values")
+        return out
 
     def _reduce(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Primary vectors (before quantization) of prepared rows ``x``."""
         if self.projection is None:
-            return self._prepare(x)
+            return x
         return self.projection.transform_database(x)
+
+    def _linked(self, start: int) -> NDArray[np.int64]:
+        """Ids from ``start`` on that belong in the graph: all but the zero rows
+        under cosine, which are at distance 1 from everything and are merged
+        into the results of :meth:`search` instead."""
+        ids = np.arange(start, self.n, dtype=np.int64)
+        return np.setdiff1d(ids, self._a["zero_ids"], assume_unique=True)
 
     def _fit_quantizers(self, base: NDArray, reduced: NDArray) -> None:
         d = reduced.shape[1]
@@ -342,7 +393,7 @@ class Index:
             self._lvq = LVQ(bits=8 if self.primary == "lvq8" else 4).fit(reduced)
         self._sec_lvq = None
         if self.secondary == "lvq8":
-            self._sec_lvq = LVQ(bits=8).fit(self._prepare(base))
+            self._sec_lvq = LVQ(bits=8).fit(base)
         lvq_mean = self._lvq.mean if self._lvq is not None else np.zeros(d, np.float32)
         shift = np.zeros(d, dtype=np.float32)
         if self.projection is not None and self.metric not in _L2:
@@ -353,8 +404,15 @@ class Index:
 
     def _append_vectors(self, full: NDArray, reduced: NDArray) -> None:
         """Encode new rows and append them to every per-vector array."""
+        start = self.n
+        zero_ids = self._a.get("zero_ids", _empty((0,), np.int64))
+        if self.metric == "cosine":
+            fresh = np.flatnonzero(~full.any(axis=1)).astype(np.int64) + start
+            zero_ids = np.concatenate([zero_ids, fresh])
         new = self._encode_primary(reduced)
-        new.update(self._encode_secondary(self._prepare(full)))
+        new.update(self._encode_secondary(full))
+        self._a["s_mean"] = new.pop("s_mean")
+        self._a["zero_ids"] = zero_ids
         if self.metric in _L2 and not self._orthonormal:
             new["aux"] = self.projection.centred_sq_norms(full)
         else:
@@ -391,7 +449,7 @@ class Index:
                "s_f16": _empty((0, dim), np.uint16), "s_u8": _empty((0, dim), np.uint8),
                "s_steps": _empty((0,), np.float32),
                "s_biases": _empty((0,), np.float32),
-               "s_mean": np.zeros(dim, np.float32)}
+               "s_mean": np.zeros(dim, np.float32), "s_norms": _empty((0,), np.float32)}
         if self.secondary == "float32":
             out["s_f32"] = full
         elif self.secondary == "float16":
@@ -400,7 +458,10 @@ class Index:
             codes = self._sec_lvq.encode(full)
             out["s_u8"] = codes.codes
             out["s_steps"], out["s_biases"] = self._sec_lvq.kernel_constants(codes)
-            out["s_mean"] = self._sec_lvq.mean
+            out["s_mean"] = np.ascontiguousarray(self._sec_lvq.mean, np.float32)
+            if self.metric == "cosine":
+                out["s_norms"] = _decoded_norms(out["s_u8"], out["s_steps"],
+                                                out["s_biases"], out["s_mean"])
         return out
 
     # ------------------------------------------------------------ graph build
@@ -412,7 +473,7 @@ class Index:
     def _sec(self) -> tuple:
         a = self._a
         return (a["s_f32"], a["s_f16"], a["s_u8"], a["s_steps"], a["s_biases"],
-                a["s_mean"])
+                a["s_mean"], a["s_norms"])
 
     def _decoded(self) -> NDArray[np.float32]:
         """Primary vectors decoded to float32 (``y_i``, without the LVQ mean)."""
@@ -424,10 +485,13 @@ class Index:
     def _build_aux_values(self) -> NDArray[np.float32]:
         return _sq_norms(self._decoded())
 
-    def _medoid(self) -> int:
-        """The vector nearest the mean of the primary vectors."""
-        y = self._decoded()
-        return int(np.argmin(_sq_norms(y - y.mean(axis=0, dtype=np.float64))))
+    def _medoid(self, ids: NDArray[np.int64]) -> int:
+        """The vector of ``ids`` nearest their mean in the primary space (0 when
+        ``ids`` is empty)."""
+        if ids.shape[0] == 0:
+            return 0
+        y = self._decoded()[ids]
+        return int(ids[np.argmin(_sq_norms(y - y.mean(axis=0, dtype=np.float64)))])
 
     def _drop_build_aux(self) -> None:
         """Search needs per-vector norms only for L2 traversal; free them otherwise."""
@@ -445,8 +509,9 @@ class Index:
         return bounds
 
     def _insert(self, ids: NDArray[np.int64], alphas: tuple[float, ...],
-                progress: Callable[[int, int], None] | None) -> None:
-        """Insert ``ids`` into the graph, one pass per alpha."""
+                progress: Callable[[int, int], None] | None, grow: bool) -> None:
+        """Insert ``ids`` into the graph, one pass per alpha; ``grow`` starts the
+        first pass with small batches (a graph with no edges yet)."""
         if not self._build_ip and self._a["aux"].shape[0] != self.n:
             self._a["aux"] = self._build_aux_values()
         rng = np.random.default_rng(self.seed)
@@ -460,7 +525,7 @@ class Index:
         self._a["graph"] = graph
         for p, alpha in enumerate(alphas):
             order = rng.permutation(ids).astype(np.int32)
-            for lo, hi in self._batches(order.shape[0], grow=p == 0 and ids[0] == 0):
+            for lo, hi in self._batches(order.shape[0], grow=p == 0 and grow):
                 self._insert_batch(order[lo:hi], kind, shift, alpha)
                 done += hi - lo
                 if progress is not None:
@@ -526,6 +591,19 @@ class Index:
         queries = as_matrix(queries, "queries", self._dim, allow_empty=True)
         if queries.shape[0] == 0:
             return empty_result(0, k)
+        queries = self._prepare(queries)
+        if self._linked(0).shape[0] == 0:
+            ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+            dists = np.full((queries.shape[0], k), np.inf)
+        else:
+            ids, dists = self._search_graph(queries, k, window, rerank)
+        ids, dists = self._merge_zero_rows(ids, dists)
+        return SearchResult(ids, self._unscale(dists, ids))
+
+    def _search_graph(self, queries: NDArray[np.float32], k: int, window: int,
+                      rerank: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Traverse and re-rank for prepared ``queries``: ids (n_queries, k) int64
+        and distances (n_queries, k) float64 in the index's scaled units."""
         args = self._query_args(queries)
         cap = max(rerank, k)
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
@@ -542,24 +620,49 @@ class Index:
             with limit_threads(self.n_threads):
                 kg.search_batch(us, c, offsets, use_aux, *common, *tail,
                                 numba.get_num_threads())
-        return SearchResult(ids, dists.astype(np.float32))
+        return ids, dists
 
-    def _query_args(self, queries: NDArray[np.float32]) -> tuple:
-        """Traversal queries and the per-query distance terms (kernel docstring)."""
-        full = self._prepare(queries)
+    def _merge_zero_rows(self, ids: NDArray[np.int64], dists: NDArray[np.float64]
+                         ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Merge the zero rows (cosine distance exactly 1, lowest ids first) into
+        the results found on the graph, which never holds them."""
+        zero_ids = self._a["zero_ids"]
+        k = ids.shape[1]
+        if zero_ids.shape[0] == 0:
+            return ids, dists
+        extra = np.broadcast_to(zero_ids[:k], (ids.shape[0], min(k, zero_ids.shape[0])))
+        all_ids = np.concatenate([ids, extra], axis=1)
+        all_d = np.concatenate([dists, np.ones(extra.shape)], axis=1)
+        order = np.argsort(all_d, axis=1, kind="stable")[:, :k]
+        return (np.take_along_axis(all_ids, order, axis=1),
+                np.take_along_axis(all_d, order, axis=1))
+
+    def _unscale(self, dists: NDArray[np.float64],
+                 ids: NDArray[np.int64]) -> NDArray[np.float32]:
+        """Distances in the units of the input data, clipped to the float32 range
+        (the index holds the data multiplied by ``_scale``)."""
+        if self._scale != 1.0:
+            power = 1 if self.metric == "euclidean" else 2
+            dists = dists * np.ldexp(1.0, -power * (int(np.frexp(self._scale)[1]) - 1))
+        np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
+        return dists.astype(np.float32)
+
+    def _query_args(self, full: NDArray[np.float32]) -> tuple:
+        """Traversal queries and the per-query distance terms (kernel docstring)
+        for prepared queries ``full``."""
         t = full if self.projection is None else self.projection.transform_queries(
-            queries)
+            full)
         a = self._a
         if self._search_ip:
             c = np.float32(2.0 if self.metric in _L2 else 1.0)
             offsets = -c * (t @ (a["lvq_mean"] + a["proj_shift"]))
             if self.metric in _L2:
-                offsets += self.projection.centred_sq_norms(queries)
+                offsets += self.projection.centred_sq_norms(full)
             u, use_aux = t, self.metric in _L2
         else:
             u = np.ascontiguousarray(t - a["lvq_mean"])
             c, offsets, use_aux = np.float32(2.0), _sq_norms(u), True
-        final = np.full(queries.shape[0], 1.0 if self.metric == "cosine" else 0.0)
+        final = np.full(full.shape[0], 1.0 if self.metric == "cosine" else 0.0)
         return (np.ascontiguousarray(u, np.float32), c,
                 np.ascontiguousarray(offsets, np.float32), use_aux, full, final)
 
@@ -574,7 +677,7 @@ class Index:
         checksum, written atomically."""
         self._check_fitted()
         meta = {name: getattr(self, name) for name in _PARAMS}
-        meta.update(dim=self._dim, entry=self._entry)
+        meta.update(dim=self._dim, entry=self._entry, scale=self._scale)
         arrays = {name: self._a[name] for name in _ARRAYS}
         for prefix, part in (("projection", self.projection), ("lvq", self._lvq),
                              ("secondary_lvq", self._sec_lvq)):
@@ -596,6 +699,9 @@ class Index:
         try:
             index = cls(**{name: meta[name] for name in _PARAMS})
             index._dim, index._entry = int(meta["dim"]), int(meta["entry"])
+            index._scale = float(meta.get("scale", 1.0))
+            for name, dtype in _OPTIONAL.items():
+                arrays.setdefault(name, np.zeros(0, dtype=dtype))
             index._a = {name: np.ascontiguousarray(arrays[name]) for name in _ARRAYS}
         except KeyError as err:
             raise ValueError(f"{path} lacks the index entry {err}") from None

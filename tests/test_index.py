@@ -104,7 +104,8 @@ def test_one_vector_database():
     index = Index(metric="cosine").fit(np.ones((1, 8)))
     result = index.search(np.ones((3, 8)), 4)
     np.testing.assert_array_equal(result.ids, [[0, -1, -1, -1]] * 3)
-    assert np.all(result.distances[:, 0] == 0.0)
+    # LVQ-8 secondaries are scored in the code domain: 0 up to float32 rounding.
+    np.testing.assert_allclose(result.distances[:, 0], 0.0, atol=1e-6)
     assert index.n == 1 and index.dim == 8
 
 
@@ -251,3 +252,148 @@ def test_fit_and_search_errors(data):
         index.set_search_params(rerank=0)
     with pytest.raises(TypeError, match="real numbers"):
         index.search(np.array([["a"] * 24]), 3)
+
+
+def with_zero_rows():
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((400, 32)).astype(np.float32)
+    return np.vstack([x, np.zeros((20, 32), np.float32)])
+
+
+@pytest.mark.parametrize("dims", [8, None])
+@pytest.mark.parametrize("secondary", ["float32", "float16", "lvq8", None])
+def test_zero_rows_under_cosine(reference, dims, secondary):
+    z = with_zero_rows()
+    index = Index(metric="cosine", leanvec_dims=dims, secondary=secondary,
+                  degree=16).fit(z)
+    result = index.search(z, 3)
+    # A zero vector is at cosine distance exactly 1 from everything.
+    assert np.all(result.distances[400:] == 1.0)
+    # Zero rows never crowd out the true neighbours of the other rows.
+    assert np.all(result.ids[:400] < 400)
+    if secondary is None and dims is not None:
+        return  # approximate distances: self need not come first
+    assert np.mean(result.ids[:400, 0] == np.arange(400)) >= 0.99
+    true_ids, true_d = reference(z[:400], z[:400], 3, "cosine")
+    # As good as the same index without the zero rows (8 of 32 isotropic
+    # dimensions limit the recall at this window).
+    plain = Index(metric="cosine", leanvec_dims=dims, secondary=secondary,
+                  degree=16).fit(z[:400]).search(z[:400], 3)
+    floor = recall_at_k(plain.ids, true_ids, 3) - 0.02
+    assert recall_at_k(result.ids[:400], true_ids, 3) >= min(floor, 0.95)
+    if secondary == "float32":
+        hit = result.ids[:400, 0] == true_ids[:, 0]
+        np.testing.assert_allclose(result.distances[:400][hit, 0], true_d[hit, 0],
+                                   atol=1e-5)
+
+
+def test_zero_rows_rank_at_distance_one():
+    x = np.array([[1, 0], [-1, 0], [0, 0], [0, 0], [1, 1]], dtype=np.float32)
+    index = Index(metric="cosine", leanvec_dims=None, primary="float32",
+                  secondary="float32", degree=4).fit(x)
+    result = index.search(np.array([1.0, 0.0]), 5, window=10)
+    np.testing.assert_array_equal(result.ids, [[0, 4, 2, 3, 1]])
+    np.testing.assert_allclose(result.distances, [[0, 1 - 0.5**0.5, 1, 1, 2]],
+                               atol=1e-6)
+    # Zero rows added later stay out of the graph too; a database of zero rows
+    # alone answers every query at distance 1.
+    assert np.array_equal(index.add(np.zeros((2, 2))), [5, 6])
+    assert index.search(np.array([0.0, 1.0]), 7).distances[0, 1:5].tolist() == [
+        1.0] * 4
+    zeros = Index(metric="cosine", leanvec_dims=None, degree=4).fit(np.zeros((3, 2)))
+    result = zeros.search(np.ones((2, 2)), 4)
+    np.testing.assert_array_equal(result.ids, [[0, 1, 2, -1]] * 2)
+    np.testing.assert_array_equal(result.distances[:, :3], 1.0)
+    zeros.add(np.array([[2.0, 0.0], [0.0, 3.0]]))
+    np.testing.assert_array_equal(zeros.search(np.array([1.0, 0.1]), 2).ids,
+                                  [[3, 4]])
+
+
+def test_zero_rows_survive_save_load(tmp_path):
+    z = with_zero_rows()
+    index = Index(metric="cosine", leanvec_dims=8, degree=16).fit(z)
+    loaded = leanvec.load(index.save(tmp_path / "z.lvec"))
+    before, after = index.search(z, 3), loaded.search(z, 3)
+    np.testing.assert_array_equal(before.ids, after.ids)
+    np.testing.assert_array_equal(before.distances, after.distances)
+
+
+def test_cosine_ignores_scale(reference):
+    rng = np.random.default_rng(13)
+    x = clustered(rng, 800, 32, rank=8)
+    for factor in (1e20, 1e-20):
+        big = x * np.float32(factor)
+        index = Index(metric="cosine", leanvec_dims=8, degree=16).fit(big)
+        result = index.search(big[:100], 5)
+        true_ids, _ = reference(x, x[:100], 5, "cosine")
+        assert np.mean(result.ids[:, 0] == np.arange(100)) >= 0.99
+        assert recall_at_k(result.ids, true_ids, 5) >= 0.9
+        np.testing.assert_allclose(result.distances[:, 0], 0.0, atol=1e-3)
+
+
+def float32_reference(reference, x, q, k, metric):
+    """Float64 reference, with distances rounded to float32 like the results."""
+    ids, dist = reference(x, q, k, metric)
+    limit = np.finfo(np.float32).max
+    return ids, np.clip(dist, -limit, limit).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "inner_product"])
+@pytest.mark.parametrize("factor", [1e20, 1e-25])
+def test_huge_and_tiny_values(reference, metric, factor):
+    rng = np.random.default_rng(17)
+    x = clustered(rng, 800, 32, rank=8) * np.float32(factor)
+    q = x[:60] + np.float32(0.05 * factor) * rng.standard_normal((60, 32)).astype(
+        np.float32)
+    true_ids, true_d = float32_reference(reference, x, q, 10, metric)
+    index = Index(metric=metric, leanvec_dims=8, secondary="float32",
+                  degree=16).fit(x)
+    result = index.search(q, 10, window=60, rerank=80)
+    assert recall_at_k(result.ids, true_ids, 10) >= 0.9
+    assert np.all(np.isfinite(result.distances))
+    hit = result.ids[:, 0] == true_ids[:, 0]
+    np.testing.assert_allclose(result.distances[hit, 0], true_d[hit, 0], rtol=1e-4)
+    for spec, rerank in (("lvq8", 20), ("lvq8", 0), ("pq8", 0)):
+        exhaustive = leanvec.CompressedIndex(spec, metric=metric, rerank=rerank)
+        found = exhaustive.fit(x).search(q, 10)
+        assert np.all(np.isfinite(found.distances))
+        assert recall_at_k(found.ids, true_ids, 10) >= (0.9 if spec == "lvq8" else 0.5)
+        if rerank:
+            hit = found.ids[:, 0] == true_ids[:, 0]
+            np.testing.assert_allclose(found.distances[hit, 0], true_d[hit, 0],
+                                       rtol=1e-4)
+
+
+def test_queries_beyond_the_scaled_range_are_refused():
+    x = np.full((50, 4), 1e-30, dtype=np.float32) * np.arange(1, 51)[:, None]
+    index = Index(metric="sqeuclidean", leanvec_dims=None, degree=4).fit(x)
+    with pytest.raises(ValueError, match="overflow float32 once scaled"):
+        index.search(np.full((1, 4), 1e30), 3)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "inner_product"])
+def test_lvq8_rerank_matches_decoded_vectors(tmp_path, data, metric):
+    x, q = data
+    index = Index(metric=metric, leanvec_dims=12, secondary="lvq8", degree=16).fit(x)
+    result = index.search(q, 10, window=40, rerank=60)
+    a = index._a
+    decoded = (a["s_mean"].astype(np.float64)
+               + a["s_steps"][:, None].astype(np.float64) * a["s_u8"]
+               + a["s_biases"][:, None])
+    qs = np.asarray(q, dtype=np.float64)
+    if metric == "cosine":
+        qs = qs / np.linalg.norm(qs, axis=1, keepdims=True)
+        dec = decoded / np.linalg.norm(decoded, axis=1, keepdims=True)
+        expected = 1.0 - np.einsum("qd,qkd->qk", qs, dec[result.ids])
+        np.testing.assert_allclose(result.distances, expected, atol=2e-6)
+    else:
+        expected = -np.einsum("qd,qkd->qk", qs, decoded[result.ids])
+        np.testing.assert_allclose(result.distances, expected, rtol=1e-5, atol=1e-4)
+    # Cosine keeps one float32 norm per vector for it, saved with the index.
+    other = Index(metric="inner_product" if metric == "cosine" else "cosine",
+                  leanvec_dims=12, secondary="lvq8", degree=16).fit(x)
+    extra = 4.0 if metric == "cosine" else -4.0
+    assert index.bytes_per_vector - other.bytes_per_vector == extra
+    loaded = leanvec.load(index.save(tmp_path / "r.lvec"))
+    np.testing.assert_array_equal(loaded.search(q, 10, window=40, rerank=60).distances,
+                                  result.distances)

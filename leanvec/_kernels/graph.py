@@ -88,7 +88,9 @@ def _touch_rows(arr, ids, count, scratch):
     """Load one value per 64-byte line of rows ``ids[:count]`` before they are used.
 
     The loads are independent, so the processor overlaps their cache misses
-    instead of waiting for each row in turn inside the distance loops.
+    instead of waiting for each row in turn inside the distance loops. Their
+    count goes to ``scratch[0]`` (any caller-owned buffer of length >= 1), so
+    that the compiler keeps them.
     """
     step = max(1, 64 // arr.itemsize)
     acc = 0
@@ -96,7 +98,7 @@ def _touch_rows(arr, ids, count, scratch):
         i = ids[t]
         for j in range(0, arr.shape[1], step):
             acc += np.int64(arr[i, j] != 0)
-    scratch[0] = acc
+    scratch[0] = acc & 0xFFFF
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -109,13 +111,12 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
     """
     f32, f16, u8, steps, biases, aux = prim
     d = u.shape[0]
-    scratch = np.empty(1, dtype=np.int64)
     if kind == PRIM_F32:
-        _touch_rows(f32, ids, count, scratch)
+        _touch_rows(f32, ids, count, buf_u32)
     elif kind == PRIM_F16:
-        _touch_rows(f16, ids, count, scratch)
+        _touch_rows(f16, ids, count, buf_u32)
     else:
-        _touch_rows(u8, ids, count, scratch)
+        _touch_rows(u8, ids, count, buf_u32)
     if kind == PRIM_F32:
         for t in range(count):
             i = ids[t]
@@ -325,24 +326,53 @@ def _row_distance(q, x, metric):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _lvq8_rerank(q, ids, count, sec, metric, out):
+    """Cosine or inner-product distances of ``q`` to LVQ-8 secondary rows, scored
+    in the code domain: ``<q, xhat> = <q, mean> + lvq8_ip(q, ...)``, ``<q, mean>``
+    once a query; cosine divides by ``||q||`` and the stored norm of each
+    decoded row (``norms``), and is 1 when either is zero."""
+    _, _, u8, steps, biases, mean, norms = sec
+    qm = np.float32(0.0)
+    qq = np.float32(0.0)
+    for j in range(q.shape[0]):
+        qm += q[j] * mean[j]
+        qq += q[j] * q[j]
+    qn = np.sqrt(np.float64(qq))
+    for t in range(count):
+        i = ids[t]
+        dot = np.float64(qm) + np.float64(lvq8_ip(q, u8[i], steps[i], biases[i]))
+        if metric == COSINE:
+            denom = qn * np.float64(norms[i])
+            d = 1.0
+            if denom > 0.0:
+                d = min(max(1.0 - dot / denom, 0.0), 2.0)
+            out[t] = d
+        else:
+            out[t] = -dot
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def rerank_distances(q, ids, count, sec, sec_kind, metric, out):
     """Distances of the original query ``q`` to secondary rows ``ids[:count]``.
 
-    Secondary rows decode to float32 (float16 bits, or LVQ-8
-    ``mean + step * c + bias``), then :func:`_row_distance`. Writes
-    ``out[:count]`` (float64).
+    ``sec`` is ``(f32, f16, u8, steps, biases, mean, norms)``. LVQ-8 rows under
+    cosine or inner product are scored in the code domain (:func:`_lvq8_rerank`);
+    other rows decode to float32 (float16 bits, or LVQ-8 ``mean + step * c +
+    bias``), then :func:`_row_distance`. Writes ``out[:count]`` (float64).
     """
-    f32, f16, u8, steps, biases, mean = sec
+    f32, f16, u8, steps, biases, mean, _ = sec
     dim = q.shape[0]
     buf_u32 = np.empty(dim, dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
-    scratch = np.empty(1, dtype=np.int64)
     if sec_kind == SEC_F32:
-        _touch_rows(f32, ids, count, scratch)
+        _touch_rows(f32, ids, count, buf_u32)
     elif sec_kind == SEC_F16:
-        _touch_rows(f16, ids, count, scratch)
+        _touch_rows(f16, ids, count, buf_u32)
     else:
-        _touch_rows(u8, ids, count, scratch)
+        _touch_rows(u8, ids, count, buf_u32)
+    if sec_kind == SEC_LVQ8 and (metric == COSINE or metric == INNER_PRODUCT):
+        _lvq8_rerank(q, ids, count, sec, metric, out)
+        return
 
     for t in range(count):
         i = ids[t]
@@ -421,7 +451,8 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
         re-ranked (``max(rerank, k)``), and the re-rank depth.
     queries : array of shape (n_queries, D), float32
         Original queries (unit length for cosine) for re-scoring.
-    sec, sec_kind : secondary tuple ``(f32, f16, u8, steps, biases, mean)``, kind.
+    sec, sec_kind : secondary tuple ``(f32, f16, u8, steps, biases, mean, norms)``
+        (``norms``: decoded LVQ-8 row norms under cosine, else empty), kind.
     metric : int
         Metric code of :mod:`leanvec._kernels`.
     final_offsets : array of shape (n_queries,), float64
