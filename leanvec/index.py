@@ -324,7 +324,7 @@ class Index:
         if vectors.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
         vectors = self._prepare(vectors)
-        empty_graph = self._linked(0).shape[0] == 0
+        empty_graph = self._a["zero_ids"].shape[0] == start
         self._append_vectors(vectors, self._reduce(vectors))
         linked = self._linked(start)
         if empty_graph:
@@ -592,7 +592,7 @@ class Index:
         if queries.shape[0] == 0:
             return empty_result(0, k)
         queries = self._prepare(queries)
-        if self._linked(0).shape[0] == 0:
+        if self._a["zero_ids"].shape[0] == self.n:
             ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
             dists = np.full((queries.shape[0], k), np.inf)
         else:
