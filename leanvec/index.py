@@ -158,7 +158,20 @@ class Index:
     The graph is built in two passes (alpha 1, then ``alpha``) over a seeded random
     order, in batches whose points search the graph as it stood before the batch,
     so the index is identical for a given seed whatever the thread count.
-    Under cosine, zero vectors have distance 1 to everything.
+    Under cosine, zero vectors have distance exactly 1 to everything: zero rows
+    of the database stay out of the graph (in L2 geometry on unit rows they
+    would sit closer to every vector than its true neighbours) and are merged
+    into the results at distance 1, lowest ids first. Cosine ignores the scale
+    of the data: rows are normalised in float64 before anything else. Under the
+    other metrics, a database beyond the float32-safe magnitudes (above 2**50 or
+    below 2**-40) is stored multiplied by a power of two, as
+    :class:`~leanvec.FlatIndex` scales it; queries are multiplied by the same
+    factor (a ValueError when they then overflow) and distances are returned in
+    the data's units, clipped to the float32 range.
+    LVQ-8 secondaries are scored in the code domain under cosine and inner
+    product (``<q, mean>`` once a query); cosine divides by a float32 norm of
+    each decoded secondary kept per vector (4 bytes, counted in
+    :attr:`bytes_per_vector`).
     Limitations: vectors cannot be deleted; ids are int32 inside the graph (at
     most 2**31 - 1 vectors); without secondaries, distances come from the
     primary vectors (approximate under a reduction or quantization); float16
@@ -299,7 +312,7 @@ class Index:
         self._scale = 1.0 if self.metric == "cosine" else range_scale(max_abs(base))
         base = self._prepare(base)
         if train_queries is not None:
-            train_queries = self._prepare(train_queries)
+            train_queries = self._prepare(train_queries, "train_queries")
         self._fit_projection(base, train_queries, dims)
         reduced = self._reduce(base)
         self._fit_quantizers(base, reduced)
@@ -323,7 +336,7 @@ class Index:
         start = self.n
         if vectors.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
-        vectors = self._prepare(vectors)
+        vectors = self._prepare(vectors, "vectors")
         empty_graph = self._a["zero_ids"].shape[0] == start
         self._append_vectors(vectors, self._reduce(vectors))
         linked = self._linked(start)
@@ -359,7 +372,8 @@ class Index:
                                   seed=self.seed)
         self.projection.fit(base, train_queries)
 
-    def _prepare(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    def _prepare(self, x: NDArray[np.float32],
+                 name: str = "database") -> NDArray[np.float32]:
         """Input vectors as the index sees them: unit rows (zero rows stay zero)
         for cosine, else multiplied by the power of two ``_scale`` that brought
         the database into the float32-safe range (see ``range_scale``)."""
@@ -369,7 +383,7 @@ class Index:
             out = apply_scale(x, self._scale)
         if self._scale > 1.0 and not np.isfinite(max_abs(out)):
             raise ValueError(
-                "vectors overflow float32 once scaled like the database (by "
+                f"{name} overflow float32 once scaled like the database (by "
                 f"{self._scale:g}); they are too large next to its values")
         return out
 
@@ -591,7 +605,7 @@ class Index:
         queries = as_matrix(queries, "queries", self._dim, allow_empty=True)
         if queries.shape[0] == 0:
             return empty_result(0, k)
-        queries = self._prepare(queries)
+        queries = self._prepare(queries, "queries")
         if self._a["zero_ids"].shape[0] == self.n:
             ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
             dists = np.full((queries.shape[0], k), np.inf)

@@ -367,7 +367,7 @@ def test_huge_and_tiny_values(reference, metric, factor):
 def test_queries_beyond_the_scaled_range_are_refused():
     x = np.full((50, 4), 1e-30, dtype=np.float32) * np.arange(1, 51)[:, None]
     index = Index(metric="sqeuclidean", leanvec_dims=None, degree=4).fit(x)
-    with pytest.raises(ValueError, match="overflow float32 once scaled"):
+    with pytest.raises(ValueError, match="queries overflow float32 once scaled"):
         index.search(np.full((1, 4), 1e30), 3)
 
 
