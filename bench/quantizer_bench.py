@@ -29,7 +29,8 @@ from leanvec._validation import normalize_rows
 
 logger = logging.getLogger(__name__)
 
-SHARED = Path(os.environ.get("LEANVEC_SHARED", "/work/shared/datasets"))
+SHARED = Path(os.environ.get(
+    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 WORDNET = "wordnet-minilm-384-angular-{}.hdf5"
 BUDGET_PEERS = ("PQ{M}np", "OPQ{M}_{D},PQ{M}np", "PCA{d},PQ{M}np", "RQ{M}x8")
 FIXED_PEERS = ("SQ8", "SQ4", "RaBitQ")
