@@ -67,10 +67,10 @@ class Dataset:
 def _data_dir() -> Path:
     """Folder holding the catalog and the embedded dataset (installed or source)."""
     try:
-        folder = resources.files("leanvec._datasets")
-        path = Path(str(folder))
-        if (path / "catalog.json").is_file():
-            return path
+        # datasets/ is a namespace package once installed: join before converting
+        catalog_file = Path(str(resources.files("leanvec._datasets") / "catalog.json"))
+        if catalog_file.is_file():
+            return catalog_file.parent
     except (ModuleNotFoundError, TypeError):
         pass
     return Path(__file__).resolve().parent.parent / "datasets"
