@@ -211,7 +211,9 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
     the search clears the bits it set before returning, so each thread allocates
     one bitset for all its queries and a query costs O(visited), not O(n).
     ``pool_d``/``pool_i`` (length 0 to skip) form a max-heap that keeps the best
-    nodes visited, for re-ranking: a re-rank depth independent of the window.
+    nodes visited that are not in the final buffer (those it rejected or
+    evicted): with the buffer, the best ``cap + pool size`` nodes visited, for
+    re-ranking at a depth independent of the window.
 
     Returns
     -------
@@ -237,8 +239,6 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
     buf_d[0] = fresh_d[0]
     buf_i[0] = fresh[0]
     use_pool = pool_d.shape[0] > 0
-    if use_pool:
-        _pool_push(pool_d, pool_i, fresh_d[0], fresh[0])
     size = 1
     cur = 0
     while True:
@@ -267,10 +267,12 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
 
         for t in range(n_fresh):
             d = fresh_d[t]
-            if use_pool and d < pool_d[0]:
-                _pool_push(pool_d, pool_i, d, fresh[t])
             if size == cap and d >= buf_d[size - 1]:
+                if use_pool and d < pool_d[0]:
+                    _pool_push(pool_d, pool_i, d, fresh[t])
                 continue
+            if size == cap and use_pool and buf_d[size - 1] < pool_d[0]:
+                _pool_push(pool_d, pool_i, buf_d[size - 1], buf_i[size - 1])
             # Insert in order; the last entry falls off a full buffer.
             pos = size if size < cap else cap - 1
             while pos > 0 and buf_d[pos - 1] > d:
@@ -394,15 +396,18 @@ def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, wind
     """Traverse, re-score the best ``rerank`` candidates, write the best k."""
     buf_d = np.empty(window, dtype=np.float32)
     buf_i = np.empty(window, dtype=np.int32)
-    pool_d = np.full(cap, np.inf, dtype=np.float32)
-    pool_i = np.full(cap, -1, dtype=np.int32)
-    beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
-                buf_d, buf_i, visited, pool_d, pool_i)
-    # The pool's order does not matter: the final top-k heap sorts.
+    # The buffer holds the best `window` nodes visited; the pool the next best.
+    pool_d = np.full(max(cap - window, 0), np.inf, dtype=np.float32)
+    pool_i = np.full(pool_d.shape[0], -1, dtype=np.int32)
+    size, _, _ = beam_search(u, c, offset, use_aux, prim, kind, graph, degrees,
+                             entry, window, buf_d, buf_i, visited, pool_d, pool_i)
+    # The candidates' order does not matter: the final top-k heap sorts.
     cand = np.empty(cap, dtype=np.int32)
     cand_d = np.empty(cap, dtype=np.float32)
-    count = 0
-    for t in range(cap):
+    count = min(size, cap)
+    cand[:count] = buf_i[:count]
+    cand_d[:count] = buf_d[:count]
+    for t in range(pool_i.shape[0]):
         if pool_i[t] >= 0:
             cand[count] = pool_i[t]
             cand_d[count] = pool_d[t]
