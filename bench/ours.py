@@ -17,6 +17,18 @@ class _LeanvecAdapter(Adapter):
 
     requires = ("numba",)
 
+    def warm_up(self, database: NDArray[np.float32], learn_queries: Any) -> None:
+        """Compile the numba kernels on a small copy of the same configuration."""
+        rows = database[: min(len(database), 2_000)]
+        learn = None if learn_queries is None else learn_queries[:200]
+        twin = type(self)(self.metric, **self.build_args)
+        twin.set_threads(self.n_threads)
+        try:
+            twin.fit(rows, learn)
+            twin.batch_query(rows[:5], 10)
+        except ValueError:
+            pass  # a configuration too large for the small copy: compile on the real one
+
     def _result_ids(self, result: Any) -> NDArray[np.int64]:
         return np.asarray(result.ids, dtype=np.int64)
 

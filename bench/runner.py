@@ -191,6 +191,7 @@ class Runner:
         adapter.set_threads(self.settings.build_threads)
         rss = _rss_bytes()
         with thread_limit(self.settings.build_threads):
+            adapter.warm_up(data.database, data.learn_queries)
             start = time.perf_counter()
             adapter.fit(data.database, data.learn_queries)
             build_time = time.perf_counter() - start
