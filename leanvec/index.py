@@ -720,6 +720,12 @@ class Index:
         except KeyError as err:
             raise ValueError(f"{path} lacks the index entry {err}") from None
         index._consts = {n: index._a[n] for n in ("lvq_mean", "proj_shift")}
+        a = index._a
+        if (index.metric == "cosine" and index.secondary == "lvq8"
+                and a["s_norms"].shape[0] != index.n):
+            # Written before the norms were stored: compute them once.
+            a["s_norms"] = _decoded_norms(a["s_u8"], a["s_steps"], a["s_biases"],
+                                          a["s_mean"])
         if "projection" in meta:
             index.projection = LeanVec.from_state(
                 *persistence.unnest("projection", meta, arrays))

@@ -397,3 +397,19 @@ def test_lvq8_rerank_matches_decoded_vectors(tmp_path, data, metric):
     loaded = leanvec.load(index.save(tmp_path / "r.lvec"))
     np.testing.assert_array_equal(loaded.search(q, 10, window=40, rerank=60).distances,
                                   result.distances)
+
+
+def test_files_without_norms_still_load(tmp_path, data, monkeypatch):
+    x, q = data
+    index = Index(metric="cosine", leanvec_dims=12, degree=12).fit(x)
+    expected = index.search(q, 5)
+    # Files written before the norms and zero-row ids were stored lack them.
+    older = tuple(n for n in leanvec.index._ARRAYS if n not in ("s_norms", "zero_ids"))
+    monkeypatch.setattr(leanvec.index, "_ARRAYS", older)
+    path = index.save(tmp_path / "old.lvec")
+    monkeypatch.undo()
+    loaded = leanvec.load(path)
+    assert loaded.bytes_per_vector == index.bytes_per_vector
+    result = loaded.search(q, 5)
+    np.testing.assert_array_equal(result.ids, expected.ids)
+    np.testing.assert_array_equal(result.distances, expected.distances)
