@@ -164,4 +164,9 @@ def normalize_rows(x: NDArray[np.float32]) -> NDArray[np.float32]:
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
     scale = np.zeros_like(norms)
     np.divide(1.0, norms, out=scale, where=norms > 0)
-    return np.ascontiguousarray(x * scale[:, None].astype(np.float32))
+    # rows of subnormal norm need a factor beyond float32: scale those in float64
+    tiny = scale > np.finfo(np.float32).max
+    out = np.ascontiguousarray(x * np.where(tiny, 0.0, scale)[:, None].astype(np.float32))
+    if tiny.any():
+        out[tiny] = (x[tiny].astype(np.float64) * scale[tiny, None]).astype(np.float32)
+    return out

@@ -274,3 +274,12 @@ def test_one_huge_row_does_not_spoil_the_others(rng, reference, metric):
     result = exact_search(database, queries, 5, metric)
     expected = reference(database, queries, 5, metric)[0]
     np.testing.assert_array_equal(result.ids, expected)
+
+
+def test_rows_of_subnormal_norm_normalise_under_cosine(rng):
+    database = rng.standard_normal((50, 8)).astype(np.float32)
+    database[7] = 0.0
+    database[7, 2] = 1e-41  # a subnormal float32: 1 / norm overflows float32
+    result = exact_search(database, database[7], 3, "cosine")
+    assert result.ids[0, 0] == 7 and result.distances[0, 0] == 0.0
+    assert np.isfinite(result.distances).all()
