@@ -14,6 +14,8 @@ passes interleaved, so that load from other jobs hits both alike.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 import argparse
 import importlib
 import sys
@@ -23,7 +25,10 @@ import numpy as np
 
 import leanvec
 
-WORDNET = "/work/shared/datasets/wordnet-minilm-384-angular-ood.hdf5"
+# $LEANVEC_SHARED, or a "shared/datasets" folder beside the repository
+WORDNET = str(Path(os.environ.get(
+    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    / "wordnet-minilm-384-angular-ood.hdf5")
 POINTS = ((60, 10), (60, 100), (100, 250))
 
 
