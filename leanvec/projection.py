@@ -516,7 +516,7 @@ class LeanVec:
     Notes
     -----
     Why ``"whitened"`` with an automatic spectrum power is the default
-    (docs/benchmarks/leanvec.md, 2026-12-04): on the wordnet OOD set its primary
+    (docs/benchmarks.md, 2026-12-04): on the wordnet OOD set its primary
     recall@10 was 0.635 / 0.740 at d = 96 / 128, against 0.555 / 0.669 for PCA,
     0.600 / 0.715 for the exact closed form, 0.596 / 0.711 for ``"eigen"``, 0.597 /
     0.709 for ``"frank_wolfe"`` and 0.603 / 0.716 for the reference Frank-Wolfe of
