@@ -26,6 +26,8 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
+from leanvec.persistence import publish
+
 RECALL_LEVELS = (0.9, 0.95, 0.99)
 
 
@@ -92,15 +94,6 @@ def _spelled_exactly(value: Any) -> bool:
         return value >= 0
     return (isinstance(value, str) and value not in ("true", "false", "null")
             and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", value) is not None)
-
-
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Give a finished temporary file the usual permissions, then rename it to
-    ``path`` (``mkstemp`` creates files readable by their owner only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 def write_result(path: str | os.PathLike, attrs: Mapping[str, Any], ids: NDArray,

@@ -23,6 +23,8 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
+from .persistence import publish
+
 from ._validation import check_positive_int, max_abs
 
 logger = logging.getLogger(__name__)
@@ -246,7 +248,7 @@ def write_hdf5(path: str | os.PathLike, dataset: Dataset, compress: bool = False
             fh.attrs["distance"] = dataset.distance or _METRIC_FILE_NAMES[dataset.metric]
             fh.attrs["point_type"] = "float"
             fh.attrs["dimension"] = dataset.dim
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -305,7 +307,7 @@ def fetch(name: str, progress: Callable[[int, int], None] | None = None) -> Path
         if total and done != total:
             raise OSError(f"download of {name} truncated: {done} of {total} bytes")
         read_hdf5(tmp, name=name)
-        os.replace(tmp, target)
+        publish(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
         raise ConnectionError(f"could not download dataset {name!r} from {entry['url']}: "
                               f"{exc}. Are you offline? Put the file at {target} by hand "

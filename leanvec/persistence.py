@@ -32,6 +32,15 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQ")
 
 
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file the usual permissions (``mkstemp`` makes it
+    readable by its owner only), then rename it to ``path`` in one step."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def save_state(path: str | os.PathLike, kind: str, meta: dict,
                arrays: dict[str, np.ndarray]) -> Path:
     """Write ``kind``, ``meta`` and ``arrays`` to ``path`` atomically."""
@@ -55,7 +64,7 @@ def save_state(path: str | os.PathLike, kind: str, meta: dict,
             out.write(digest.digest())
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -1,5 +1,7 @@
 """The one-file format: round trips, and clear errors for bad files."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,10 @@ def test_forged_headers_raise_value_error(tmp_path, header, extra, header_len):
     path = _forge(tmp_path / "forged.lvec", header, extra, header_len)
     with pytest.raises(ValueError, match="forged.lvec is corrupt"):
         load_state(path)
+
+
+def test_saved_files_get_the_usual_permissions(saved):
+    path, _ = saved
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

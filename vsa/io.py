@@ -15,6 +15,8 @@ from typing import BinaryIO, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from leanvec.persistence import publish
+
 logger = logging.getLogger(__name__)
 
 Format = Literal["auto", "json", "jsonl"]
@@ -171,7 +173,7 @@ def write_vectors(path: str | os.PathLike, vectors: NDArray[np.float32]) -> Path
 
             with h5py.File(tmp, "w") as out:
                 out.create_dataset("vectors", data=vectors)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
