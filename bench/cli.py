@@ -1,4 +1,4 @@
-"""``leanvec-bench``: run, plot and tabulate nearest-neighbour benchmarks.
+"""leanvec-bench: run, plot and tabulate nearest-neighbour benchmarks.
 
 Subcommands: ``run`` (measure), ``plot`` (recall/QPS PNG per dataset), ``table``
 (markdown table of QPS at recall levels), ``datasets`` (the catalog and what is
