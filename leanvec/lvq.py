@@ -28,14 +28,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import as_matrix
-from .persistence import load_state, save_state
+from .persistence import Saveable
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +123,7 @@ def _check_bits(value: object, name: str, allowed: tuple[int, ...]) -> int:
     return int(value)
 
 
-class LVQ:
+class LVQ(Saveable):
     """Locally-adaptive vector quantizer: per-vector scalar codes around the mean.
 
     Parameters
@@ -151,6 +149,8 @@ class LVQ:
     value float16 holds exactly gets step 1 and is decoded exactly; other constant
     vectors get the tiny step that codes their float16 rounding error.
     """
+
+    state_kind = _KIND
 
     def __init__(self, bits: int = 8, residual_bits: int = 0) -> None:
         self.bits = _check_bits(bits, "bits", (4, 8))
@@ -244,17 +244,6 @@ class LVQ:
         lvq.scale = float(meta["scale"])
         lvq.mean = np.ascontiguousarray(arrays["mean"], dtype=np.float32)
         return lvq
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted quantizer to ``path`` (one file, atomically)."""
-        meta, arrays = self.to_state()
-        return save_state(path, _KIND, meta, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> LVQ:
-        """Read a quantizer written by :meth:`save`."""
-        _, meta, arrays = load_state(path, _KIND)
-        return cls.from_state(meta, arrays)
 
     # -- helpers -----------------------------------------------------------------
 

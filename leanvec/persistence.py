@@ -142,6 +142,34 @@ def _array_spec(spec: object, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
     return dtype, shape
 
 
+class Saveable:
+    """``save`` / ``load`` for a class with ``to_state`` and ``from_state``.
+
+    Subclasses set ``state_kind``, the name written into the file and checked on
+    reading.
+    """
+
+    state_kind: str = ""
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted object to ``path`` (one file, written atomically)."""
+        meta, arrays = self.to_state()
+        return save_state(path, self.state_kind, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """Read an object written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            When the file is not a leanvec file, is truncated or corrupt, or holds
+            another kind of object.
+        """
+        _, meta, arrays = load_state(path, cls.state_kind)
+        return cls.from_state(meta, arrays)
+
+
 def nest(prefix: str, meta: dict, arrays: dict[str, np.ndarray],
          part_meta: dict, part_arrays: dict[str, np.ndarray]) -> None:
     """Store a part's state inside a parent's ``meta`` and ``arrays`` under ``prefix``."""

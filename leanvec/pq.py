@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -20,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._kernels.pq import assign_nearest, cluster_sums, pq_scan
 from ._kernels.topk import NO_ID, finish_heaps
 from ._validation import as_matrix, check_metric, check_positive_int
-from .persistence import load_state, save_state
+from .persistence import Saveable
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +104,7 @@ def _check_train_rows(n: int, name: str = "train") -> None:
         )
 
 
-class PQ:
+class PQ(Saveable):
     """Product quantizer: ``n_bytes`` subspaces of 256 k-means centroids each.
 
     Parameters
@@ -124,6 +122,8 @@ class PQ:
     ----------
     codebooks : array of shape (n_bytes, 256, dim / n_bytes), float32
     """
+
+    state_kind = _PQ_KIND
 
     def __init__(self, n_bytes: int, n_iter: int = 20, max_train: int = 100_000,
                  seed: int = 0) -> None:
@@ -209,17 +209,6 @@ class PQ:
         pq = cls(meta["n_bytes"], meta["n_iter"], meta["max_train"], meta["seed"])
         pq.codebooks = np.ascontiguousarray(arrays["codebooks"], dtype=np.float32)
         return pq
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted quantizer to ``path`` (one file, atomically)."""
-        meta, arrays = self.to_state()
-        return save_state(path, _PQ_KIND, meta, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> PQ:
-        """Read a quantizer written by :meth:`save`."""
-        _, meta, arrays = load_state(path, _PQ_KIND)
-        return cls.from_state(meta, arrays)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -372,7 +361,7 @@ def _procrustes(cross: NDArray[np.float64]) -> NDArray[np.float32]:
     return (u @ vt).astype(np.float32)
 
 
-class LR2VQ:
+class LR2VQ(Saveable):
     """Low-rank projection plus product quantization, trained alternately.
 
     A vector ``x`` is stored as the PQ code of ``(x - mean) R`` with ``R`` a
@@ -413,6 +402,8 @@ class LR2VQ:
         Mean squared reconstruction error after each "codebook" and "procrustes"
         step.
     """
+
+    state_kind = _LR2VQ_KIND
 
     def __init__(self, n_bytes: int, dims: int | None = None, per_block: bool = False,
                  n_iter: int = 12, kmeans_iter: int = 16, refine_iter: int = 2,
@@ -546,17 +537,6 @@ class LR2VQ:
         vq.projection = np.ascontiguousarray(arrays["projection"], dtype=np.float32)
         vq.pq.codebooks = np.ascontiguousarray(arrays["codebooks"], dtype=np.float32)
         return vq
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted quantizer to ``path`` (one file, atomically)."""
-        meta, arrays = self.to_state()
-        return save_state(path, _LR2VQ_KIND, meta, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> LR2VQ:
-        """Read a quantizer written by :meth:`save`."""
-        _, meta, arrays = load_state(path, _LR2VQ_KIND)
-        return cls.from_state(meta, arrays)
 
     # -- training ----------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from ._validation import (
     max_abs,
     range_scale,
 )
-from .persistence import load_state, save_state
+from .persistence import Saveable
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ def _check_rows(x: NDArray, name: str, leanvec_dims: int) -> None:
 
 
 # ---------------------------------------------------------------- the model
-class LeanVec:
+class LeanVec(Saveable):
     """Linear reduction of embeddings for search: LeanVec-ID (PCA) or LeanVec-OOD.
 
     A query ``q`` and a database vector ``x`` are reduced to ``A^T q`` and
@@ -542,6 +542,8 @@ class LeanVec:
     arbitrary orthonormal directions that carry no variance. Either way the
     reduced inner products are exact when the data has rank at most ``d``.
     """
+
+    state_kind = STATE_KIND
 
     def __init__(
         self,
@@ -930,21 +932,3 @@ class LeanVec:
         model._gains = arrays.get("gains", np.zeros(0))
         model.loss_history_ = [float(v) for v in arrays.get("loss_history", [])]
         return model
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the fitted model to ``path`` (one file, written atomically)."""
-        meta, arrays = self.to_state()
-        save_state(path, STATE_KIND, meta, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> LeanVec:
-        """Read a model written by :meth:`save`.
-
-        Raises
-        ------
-        ValueError
-            When the file is not a leanvec file, is corrupt or truncated, or holds
-            another kind of object.
-        """
-        _, meta, arrays = load_state(path, STATE_KIND)
-        return cls.from_state(meta, arrays)
