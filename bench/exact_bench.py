@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 
-import numpy as np
 
 import leanvec
 from leanvec._threads import limit_threads

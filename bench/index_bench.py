@@ -15,18 +15,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 import leanvec
 from leanvec._threads import limit_threads
 
-# The full WordNet files: $LEANVEC_SHARED, or a "shared/datasets" folder beside the
-# repository.
-SHARED = Path(os.environ.get(
-    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-WORDNET = str(SHARED / "wordnet-minilm-384-angular-{}.hdf5")
+from ._data import load_dataset
+
 LEVELS = (0.95, 0.99)
 
 
@@ -42,14 +38,6 @@ class Run:
     def best_qps(self, level: float) -> float:
         good = [qps for _, rec, qps in self.points if rec >= level]
         return max(good, default=0.0)
-
-
-def load_dataset(name: str, n_synthetic: int):
-    """The wordnet sets from the shared folder, or the synthetic 768-d set."""
-    if name == "synthetic":
-        return leanvec.datasets.make_cross_modal(n_synthetic, 1000, 10_000, dim=768,
-                                                 seed=0)
-    return leanvec.datasets.load(WORDNET.format(name))
 
 
 def best_qps(search: Callable[[], object], n_queries: int, repeats: int) -> tuple:

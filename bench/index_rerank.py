@@ -14,8 +14,6 @@ passes interleaved, so that load from other jobs hits both alike.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 import argparse
 import importlib
 import sys
@@ -25,10 +23,9 @@ import numpy as np
 
 import leanvec
 
-# $LEANVEC_SHARED, or a "shared/datasets" folder beside the repository
-WORDNET = str(Path(os.environ.get(
-    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-    / "wordnet-minilm-384-angular-ood.hdf5")
+from ._data import wordnet_path
+
+WORDNET = str(wordnet_path("ood"))
 POINTS = ((60, 10), (60, 100), (100, 250))
 
 

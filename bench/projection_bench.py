@@ -18,33 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 import leanvec
+
+from ._data import load_dataset
 from leanvec.projection import LeanVec, _prepare
 
 logger = logging.getLogger(__name__)
 
-SHARED = Path(os.environ.get(
-    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-WORDNET = "wordnet-minilm-384-angular-{}.hdf5"
 METHODS = ("pca", "whitened", "whitened_p1", "eigen", "frank_wolfe", "svs_reference")
 _ERROR_ROWS = 10_000
 _SCORE_BLOCK = 256
-
-
-def load_dataset(name: str, synthetic_n: int) -> leanvec.datasets.Dataset:
-    """Load a wordnet set from the shared folder or generate the synthetic one."""
-    if name.startswith("wordnet-"):
-        return leanvec.datasets.load(SHARED / WORDNET.format(name.split("-", 1)[1]))
-    if name == "synthetic":
-        return leanvec.datasets.make_cross_modal(
-            n=synthetic_n, n_queries=1_000, n_learn_queries=10_000, dim=768, seed=0)
-    raise ValueError(f"unknown dataset {name!r}")
 
 
 def fit_method(method: str, d: int, data, base_c, learn_n) -> tuple[np.ndarray, ...]:

@@ -17,33 +17,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 import leanvec
+
+from ._data import load_dataset
 from leanvec._validation import normalize_rows
 
 logger = logging.getLogger(__name__)
 
-SHARED = Path(os.environ.get(
-    "LEANVEC_SHARED", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-WORDNET = "wordnet-minilm-384-angular-{}.hdf5"
 BUDGET_PEERS = ("PQ{M}np", "OPQ{M}_{D},PQ{M}np", "PCA{d},PQ{M}np", "RQ{M}x8")
 FIXED_PEERS = ("SQ8", "SQ4", "RaBitQ")
-
-
-def load_dataset(name: str, synthetic_n: int) -> leanvec.datasets.Dataset:
-    """A wordnet set from the shared folder, or the synthetic cross-modal set."""
-    if name.startswith("wordnet-"):
-        return leanvec.datasets.load(SHARED / WORDNET.format(name.split("-", 1)[1]))
-    if name == "synthetic":
-        return leanvec.datasets.make_cross_modal(
-            n=synthetic_n, n_queries=1_000, n_learn_queries=10_000, dim=768, seed=0)
-    raise ValueError(f"unknown dataset {name!r}")
 
 
 def _best_qps(search: Callable[[], object], n_queries: int, runs: int) -> float:
