@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT, SQEUCLIDEAN
+from . import EUCLIDEAN, FASTMATH, INNER_PRODUCT, SQEUCLIDEAN
 
 NO_ID = np.iinfo(np.int64).max  # heap sentinel; turned into -1 on the way out
 
