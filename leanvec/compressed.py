@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import METRIC_CODES
 from ._kernels.lvq import KIND_IP, KIND_L2, lvq_scan
-from ._kernels.pq import pq_scan
+from ._kernels.pq import LANES, pq_scan, pq_scan_blocked
 from ._kernels.topk import NO_ID, finish_heaps, rescore
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
@@ -37,6 +37,7 @@ __all__ = ["CompressedIndex", "make_quantizer"]
 
 _KIND = "leanvec.CompressedIndex"
 _QUERY_BLOCK = 256  # queries scanned per call (bounds PQ table memory)
+_PQ_BATCH = 8  # from this many queries a call, PQ codes are scanned for many at once
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -259,12 +260,18 @@ class CompressedIndex:
         if isinstance(self.quantizer, LVQ):
             self._scan_lvq(scored, heap_d, heap_i)
         else:
-            tables, offsets = self.quantizer.search_tables(scored, self._kind())
-            pq_scan(tables, offsets, self.codes, heap_d, heap_i)
+            self._scan_pq(scored, heap_d, heap_i)
         finish_heaps(heap_d, heap_i)
         if self.rerank:
             return self._rerank(queries, heap_i, k)
         return self._as_result(heap_d, heap_i, k)
+
+    def _scan_pq(self, queries, heap_d, heap_i) -> None:
+        batch = queries.shape[0] >= _PQ_BATCH
+        tables, offsets = self.quantizer.search_tables(queries, self._kind(),
+                                                       LANES if batch else 0)
+        kernel = pq_scan_blocked if batch else pq_scan
+        kernel(tables, offsets, self.codes, heap_d, heap_i)
 
     def _scan_lvq(self, queries, heap_d, heap_i) -> None:
         lvq, codes = self.quantizer, self.codes

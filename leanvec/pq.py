@@ -168,31 +168,50 @@ class PQ(Saveable):
         return np.ascontiguousarray(parts.reshape(codes.shape[0], -1))
 
     def distance_tables(self, queries: NDArray[np.float32], metric: str,
-                        ) -> NDArray[np.float32]:
+                        lanes: int = 0) -> NDArray[np.float32]:
         """Per-query tables (n_queries, n_bytes, 256) float32 of distance terms.
 
         ``metric`` "inner_product" gives ``-<y_m, C_m[c]>``; "sqeuclidean" gives
         ``||y_m - C_m[c]||^2``. ``queries`` are already checked float32 rows.
+        ``lanes`` > 0 returns them in blocks of ``lanes`` queries instead: an array
+        of shape (ceil(n_queries / lanes), n_bytes, 256, lanes) holding query
+        ``b * lanes + j`` at ``[b, :, :, j]`` (the layout of
+        :func:`leanvec._kernels.pq.pq_scan_blocked`; lanes past the last query hold
+        the tables of a zero query).
         """
-        sub = queries.reshape(queries.shape[0], self.n_bytes, -1)
-        ip = np.einsum("qmd,mcd->qmc", sub, self.codebooks, optimize=True)
+        n_queries = queries.shape[0]
+        width = lanes if lanes > 0 else max(n_queries, 1)
+        n_blocks = -(-n_queries // width)
+        dsub = self.codebooks.shape[2]
+        sub = np.zeros((n_blocks * width, self.n_bytes, dsub), dtype=np.float32)
+        sub[:n_queries] = queries.reshape(n_queries, self.n_bytes, dsub)
+        sub = sub.reshape(n_blocks, width, self.n_bytes, dsub).transpose(0, 2, 3, 1)
+        ip = np.matmul(self.codebooks, sub)  # (n_blocks, n_bytes, 256, width)
         if metric == "inner_product":
-            return np.ascontiguousarray(-ip, dtype=np.float32)
-        csq = np.einsum("mcd,mcd->mc", self.codebooks, self.codebooks)
-        qsq = np.einsum("qmd,qmd->qm", sub, sub)
-        tables = qsq[:, :, None] + csq[None] - 2.0 * ip
-        return np.ascontiguousarray(np.maximum(tables, 0.0), dtype=np.float32)
+            tables = np.negative(ip, out=ip)
+        else:
+            csq = np.einsum("mcd,mcd->mc", self.codebooks, self.codebooks)
+            qsq = np.einsum("bmdw,bmdw->bmw", sub, sub)
+            tables = (qsq[:, :, None, :] + csq[None, :, :, None]
+                      - np.float32(2.0) * ip)
+            np.maximum(tables, 0.0, out=tables)
+        if lanes <= 0:
+            tables = tables.transpose(0, 3, 1, 2).reshape(
+                n_blocks * width, self.n_bytes, -1)[:n_queries]
+        return np.ascontiguousarray(tables, dtype=np.float32)
 
     def search_tables(self, queries: NDArray[np.float32], metric: str,
+                      lanes: int = 0,
                       ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Tables (n_queries, n_bytes, 256) and offsets (n_queries,), float32.
 
         The table distance ``offset + sum_m tables[m, code_m]`` is ``-<q, xhat>`` for
-        "inner_product" and ``||q - xhat||^2`` for "sqeuclidean".
+        "inner_product" and ``||q - xhat||^2`` for "sqeuclidean". ``lanes`` > 0
+        gives the tables in blocks of queries (see :meth:`distance_tables`).
         """
         self._require_dim()
         offsets = np.zeros(queries.shape[0], dtype=np.float32)
-        return self.distance_tables(queries, metric), offsets
+        return self.distance_tables(queries, metric, lanes), offsets
 
     # -- persistence -------------------------------------------------------------
 
@@ -492,12 +511,14 @@ class LR2VQ(Saveable):
         return np.ascontiguousarray(projected @ self.projection.T + self.mean)
 
     def search_tables(self, queries: NDArray[np.float32], metric: str,
+                      lanes: int = 0,
                       ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Tables (n_queries, n_bytes, 256) and offsets (n_queries,), float32.
 
         "inner_product": ``offset + sum_m tables[m, code_m] = -<q, xhat>``;
         "sqeuclidean": ``||q - xhat||^2`` (the part of ``q - mean`` outside the
-        projection enters through the offset).
+        projection enters through the offset). ``lanes`` > 0 gives the tables in
+        blocks of queries (see :meth:`PQ.distance_tables`).
         """
         self._require_dim()
         if metric == "inner_product":
@@ -508,7 +529,7 @@ class LR2VQ(Saveable):
             projected = np.ascontiguousarray(centred @ self.projection)
             offsets = (np.einsum("ij,ij->i", centred, centred)
                        - np.einsum("ij,ij->i", projected, projected))
-        tables = self.pq.distance_tables(projected, metric)
+        tables = self.pq.distance_tables(projected, metric, lanes)
         return tables, np.ascontiguousarray(offsets, dtype=np.float32)
 
     # -- persistence -------------------------------------------------------------

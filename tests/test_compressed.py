@@ -60,6 +60,23 @@ def test_full_rerank_is_exact(rng, reference, spec, metric):
     np.testing.assert_allclose(result.distances, dist, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("spec", SPECS + ["lr2vq4"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_batch_search_equals_one_query_per_call(rng, spec, metric):
+    # batches take the blocked kernels; single queries the per-query ones
+    database, queries = _data(rng, 700), _data(rng, 45)
+    index = CompressedIndex(_quantizer(spec), metric).fit(database)
+    batch = index.search(queries, 6)
+    for q in (0, 31, 32, 44):
+        single = index.search(queries[q], 6)
+        np.testing.assert_array_equal(single.ids[0], batch.ids[q])
+        np.testing.assert_allclose(single.distances[0], batch.distances[q],
+                                   rtol=1e-6, atol=1e-6)
+    ref = _code_distances(index, queries, metric)
+    np.testing.assert_allclose(batch.distances, np.sort(ref, axis=1)[:, :6],
+                               rtol=1e-5, atol=1e-4)
+
+
 def test_lvq8_recall_is_high(rng, reference):
     database, queries = _data(rng, 2000, 32), _data(rng, 50, 32)
     result = CompressedIndex("lvq8", "cosine").fit(database).search(queries, 10)

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from leanvec import LR2VQ, PQ, estimate_dims
-from leanvec._kernels.pq import pq_candidate_distances, pq_scan
+from leanvec._kernels.pq import (
+    LANES,
+    pq_candidate_distances,
+    pq_scan,
+    pq_scan_blocked,
+)
 from leanvec._kernels.topk import NO_ID, finish_heaps
 from leanvec.pq import kmeans
 
@@ -103,6 +108,38 @@ def test_table_distances_match_decoded_vectors(rng, kind, metric):
     finish_heaps(heap_d, heap_i)
     best = np.sort(ref, axis=1)[:, :7]
     np.testing.assert_allclose(heap_d, best, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_queries", [1, LANES + 3])
+@pytest.mark.parametrize("metric", ["inner_product", "sqeuclidean"])
+def test_blocked_scan_matches_reference_and_per_query_scan(rng, metric, n_queries):
+    quantizer, x = _fitted("lr2vq", rng)
+    queries = rng.standard_normal((n_queries, 16)).astype(np.float32)
+    codes = quantizer.encode(x)
+    decoded = quantizer.decode(codes).astype(np.float64)
+    if metric == "inner_product":
+        ref = -(queries.astype(np.float64) @ decoded.T)
+    else:
+        ref = ((queries[:, None, :].astype(np.float64) - decoded[None]) ** 2).sum(-1)
+    flat, offsets = quantizer.search_tables(queries, metric)
+    blocked, offsets_b = quantizer.search_tables(queries, metric, lanes=LANES)
+    assert blocked.shape == (-(-n_queries // LANES), 4, 256, LANES)
+    np.testing.assert_array_equal(offsets, offsets_b)
+    for q in range(n_queries):
+        np.testing.assert_allclose(blocked[q // LANES, :, :, q % LANES], flat[q],
+                                   rtol=1e-5, atol=1e-5)
+
+    results = []
+    for kernel, tables in ((pq_scan, flat), (pq_scan_blocked, blocked)):
+        heap_d = np.full((n_queries, 7), np.inf, np.float32)
+        heap_i = np.full((n_queries, 7), NO_ID, np.int64)
+        kernel(tables, offsets, codes, heap_d, heap_i)
+        finish_heaps(heap_d, heap_i)
+        results.append((heap_d, heap_i))
+    best = np.sort(ref, axis=1)[:, :7]
+    np.testing.assert_allclose(results[1][0], best, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(results[1][1], results[0][1])
 
 
 def test_block_variant_projection_is_block_diagonal(rng):

@@ -9,6 +9,13 @@ code row ``i`` is then
     offset + sum_m tables[m, codes[i, m]]
 
 summed in float32.
+
+:func:`pq_scan` walks the codes once per query. :func:`pq_scan_blocked` serves a
+batch: its tables come in blocks of ``LANES`` queries, (M, 256, LANES) per block, so
+the entries of one centroid for the block's queries lie side by side and one code
+byte adds them as one vector. Each pass over the codes then serves ``LANES``
+queries, and one subspace's slice of a block's tables (256 x ``LANES`` float32, 32
+KiB) stays in L1 while a tile of ``ROWS`` code rows is summed.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from numba import njit, prange
 
 from . import FASTMATH
 from .topk import heap_push
+
+LANES = 32  # queries per block of pq_scan_blocked (one pass over the codes each)
+ROWS = 128  # code rows summed per tile (a (ROWS, LANES) float32 accumulator, 16 KiB)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -75,6 +85,80 @@ def pq_scan(tables, offsets, codes, heap_d, heap_i):
             d = pq_distance(table, off, codes[i])
             if d < hd[0]:
                 heap_push(hd, hi, d, i)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def pq_scan_blocked(blocked_tables, offsets, codes, heap_d, heap_i):
+    """:func:`pq_scan` for a batch: one pass over the codes per block of queries.
+
+    Parameters
+    ----------
+    blocked_tables : array of shape (n_blocks, M, 256, lanes), float32
+        The tables of queries ``b * lanes + j`` in ``blocked_tables[b, :, :, j]``
+        (see :meth:`leanvec.PQ.distance_tables`); lanes past the last query are ignored.
+    offsets : array of shape (n_queries,), float32
+    codes : array of shape (n, M), uint8
+    heap_d : array of shape (n_queries, k), float32, filled with +inf
+    heap_i : array of shape (n_queries, k), int64, filled with ``NO_ID``
+        Updated in place; sort with ``finish_heaps`` afterwards.
+
+    Notes
+    -----
+    Each distance is ``offset`` plus the table terms added in subspace order, in
+    float32, as in :func:`pq_scan`, so both kernels return the same distances.
+    A row is offered to a query's heap only when it beats the heap's root.
+    """
+    n_queries = offsets.shape[0]
+    lanes = blocked_tables.shape[3]
+    for b in prange(blocked_tables.shape[0]):
+        q0 = b * lanes
+        width = min(lanes, n_queries - q0)
+        start = np.zeros(lanes, dtype=np.float32)
+        bound = np.full(lanes, -np.inf, dtype=np.float32)  # padding never passes
+        for j in range(width):
+            start[j] = offsets[q0 + j]
+            bound[j] = heap_d[q0 + j, 0]
+        acc = np.empty((ROWS, lanes), dtype=np.float32)
+        for r0 in range(0, codes.shape[0], ROWS):
+            rows = min(ROWS, codes.shape[0] - r0)
+            _sum_tile(blocked_tables[b], codes, r0, rows, start, acc)
+            _offer_tile(acc, rows, r0, bound, heap_d[q0:q0 + width],
+                        heap_i[q0:q0 + width])
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _sum_tile(lut, codes, r0, rows, start, acc):
+    """acc[r, :] = start + sum_m lut[m, codes[r0 + r, m], :] for r < rows."""
+    lanes = lut.shape[2]  # a run-time trip count, which LLVM vectorizes
+    for r in range(rows):
+        ar = acc[r]
+        for j in range(lanes):
+            ar[j] = start[j]
+    for m in range(lut.shape[0]):
+        lm = lut[m]
+        for r in range(rows):
+            ar = acc[r]
+            lc = lm[codes[r0 + r, m]]
+            for j in range(lanes):
+                ar[j] += lc[j]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _offer_tile(acc, rows, r0, bound, heap_d, heap_i):
+    """Push each tile row that beats a lane's heap root; keep ``bound`` current."""
+    lanes = acc.shape[1]
+    for r in range(rows):
+        ar = acc[r]
+        hits = 0
+        for j in range(lanes):
+            if ar[j] < bound[j]:
+                hits += 1
+        if hits == 0:
+            continue
+        for j in range(heap_d.shape[0]):
+            if ar[j] < bound[j]:
+                heap_push(heap_d[j], heap_i[j], ar[j], r0 + r)
+                bound[j] = heap_d[j, 0]
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
