@@ -11,9 +11,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import METRIC_CODES
-from ._kernels.lvq import KIND_IP, KIND_L2, lvq_scan
+from ._kernels.lvq import (
+    KIND_IP,
+    KIND_L2,
+    lvq_candidate_distances,
+    lvq_decode_rows,
+    lvq_scan,
+    sort_candidates,
+)
 from ._kernels.pq import LANES, pq_scan, pq_scan_blocked
-from ._kernels.topk import NO_ID, finish_heaps, rescore
+from ._kernels.topk import CHUNK, NO_ID, finish_heaps, merge_scores, rescore
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
@@ -38,6 +45,9 @@ __all__ = ["CompressedIndex", "make_quantizer"]
 _KIND = "leanvec.CompressedIndex"
 _QUERY_BLOCK = 256  # queries scanned per call (bounds PQ table memory)
 _PQ_BATCH = 8  # from this many queries a call, PQ codes are scanned for many at once
+_LVQ_BATCH = 16  # from this many queries a call, LVQ codes are decoded in tiles
+_LVQ_TILE = 4096  # database rows decoded at a time (a multiple of CHUNK)
+_LVQ_MARGIN = 16  # extra candidates the tile products pass on to exact re-scoring
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -273,7 +283,9 @@ class CompressedIndex:
         kernel = pq_scan_blocked if batch else pq_scan
         kernel(tables, offsets, self.codes, heap_d, heap_i)
 
-    def _scan_lvq(self, queries, heap_d, heap_i) -> None:
+    def _lvq_args(self, queries) -> tuple:
+        """Kernel arguments: (queries, offsets, codes, residual, steps, biases, bits,
+        residual_bits, kind), queries centred for squared L2."""
         lvq, codes = self.quantizer, self.codes
         if self._kind() == "inner_product":
             kind, offsets = KIND_IP, (queries @ lvq.mean).astype(np.float32)
@@ -284,8 +296,49 @@ class CompressedIndex:
         if residual is None:
             residual = np.empty((len(codes), 0), dtype=np.uint8)
         steps, biases = self._constants
-        lvq_scan(queries, offsets, codes.codes, residual, steps, biases, lvq.bits,
-                 lvq.residual_bits, kind, heap_d, heap_i)
+        return (queries, offsets, codes.codes, residual, steps, biases, lvq.bits,
+                lvq.residual_bits, kind)
+
+    def _scan_lvq(self, queries, heap_d, heap_i) -> None:
+        args = self._lvq_args(queries)
+        if queries.shape[0] < _LVQ_BATCH:
+            lvq_scan(*args, heap_d, heap_i)
+            return
+        cand_ids = self._lvq_tile_candidates(args, heap_d.shape[1] + _LVQ_MARGIN)
+        cand_d = np.empty(cand_ids.shape, dtype=np.float32)
+        lvq_candidate_distances(*args, cand_ids, cand_d)
+        sort_candidates(cand_d, cand_ids, heap_d.shape[1], heap_d, heap_i)
+
+    def _lvq_tile_candidates(self, args, width) -> NDArray[np.int64]:
+        """The best ``width`` ids per query by tile products (-1 fills).
+
+        Tiles of rows are decoded to float32 once for the whole batch and scored
+        by one matrix product; the scores differ from :func:`lvq_scan`'s sums only
+        by rounding, so the caller re-scores these candidates with the scan's own
+        arithmetic.
+        """
+        queries, offsets, _, _, steps, _, _, _, kind = args
+        n = steps.shape[0]
+        width = min(width, n)
+        heap_d = np.full((queries.shape[0], width), np.inf, dtype=np.float32)
+        heap_i = np.full((queries.shape[0], width), NO_ID, dtype=np.int64)
+        l2 = kind == KIND_L2
+        bias = (np.einsum("ij,ij->i", queries, queries) if l2 else -offsets)
+        bias = np.ascontiguousarray(bias, dtype=np.float32)
+        tile = np.empty((min(_LVQ_TILE, n), queries.shape[1]), dtype=np.float32)
+        work = (queries.shape[0], tile.shape[0] // CHUNK + 16)
+        maxima, scratch = np.empty(work, np.float32), np.empty(work, np.float32)
+        order = np.empty(work, np.int64)
+        for r0 in range(0, n, tile.shape[0]):
+            block = tile[:min(tile.shape[0], n - r0)]
+            lvq_decode_rows(*args[2:8], r0, block)
+            scores = queries @ block.T
+            if l2:  # 2 <q, x> - ||x||^2 with bias ||q||^2, as merge_scores expects
+                scores *= np.float32(2.0)
+                scores -= np.einsum("ij,ij->i", block, block)[None, :]
+            merge_scores(scores, bias, l2, r0, heap_d, heap_i, maxima, scratch, order)
+        finish_heaps(heap_d, heap_i)
+        return heap_i
 
     def _rerank(self, queries, cand_ids, k) -> SearchResult:
         ids = np.empty((queries.shape[0], k), dtype=np.int64)

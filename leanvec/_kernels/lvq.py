@@ -274,6 +274,43 @@ def lvq_scan(queries, offsets, codes, residual, steps, biases, bits, residual_bi
                 heap_push(hd, hi, d, i)
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lvq_decode_rows(codes, residual, steps, biases, bits, residual_bits, start, out):
+    """Centred reconstructions of rows ``start .. start + len(out)``, for a batch scan.
+
+    Row ``i`` becomes ``xc_j = steps[i] c_j + biases[i]``, plus ``delta r_j -
+    steps[i] / 2`` with the second level (see the module docstring), so that
+    ``<q, xc>`` is the inner product :func:`lvq_distance` computes.
+
+    Parameters
+    ----------
+    codes, residual, steps, biases, bits, residual_bits
+        As in :func:`lvq_scan`.
+    start : int
+        First row to decode.
+    out : array of shape (rows, dim), float32
+        Written in place.
+    """
+    dim = out.shape[1]
+    for r in range(out.shape[0]):
+        i = start + r
+        step = steps[i]
+        if residual_bits == 0 and bits == 8:
+            bias = biases[i]
+            for j in range(dim):
+                out[r, j] = step * np.float32(codes[i, j]) + bias
+        elif residual_bits == 0:
+            bias = biases[i]
+            for j in range(dim):
+                out[r, j] = step * _code(codes[i], j, bits) + bias
+        else:
+            delta = step / np.float32((1 << residual_bits) - 1)
+            shift = biases[i] - np.float32(0.5) * step
+            for j in range(dim):
+                out[r, j] = (step * _code(codes[i], j, bits)
+                             + delta * _code(residual[i], j, residual_bits) + shift)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def lvq_candidate_distances(queries, offsets, codes, residual, steps, biases, bits,
                             residual_bits, kind, cand_ids, out):
