@@ -14,6 +14,7 @@ from ._kernels import METRIC_CODES
 from ._kernels.lvq import (
     KIND_IP,
     KIND_L2,
+    lvq8_ip_scan,
     lvq_candidate_distances,
     lvq_decode_rows,
     lvq_scan,
@@ -302,7 +303,11 @@ class CompressedIndex:
     def _scan_lvq(self, queries, heap_d, heap_i) -> None:
         args = self._lvq_args(queries)
         if queries.shape[0] < _LVQ_BATCH:
-            lvq_scan(*args, heap_d, heap_i)
+            queries, offsets, codes, _, steps, biases, bits, residual_bits, kind = args
+            if bits == 8 and residual_bits == 0 and kind == KIND_IP:
+                lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i)
+            else:
+                lvq_scan(*args, heap_d, heap_i)
             return
         cand_ids = self._lvq_tile_candidates(args, heap_d.shape[1] + _LVQ_MARGIN)
         cand_d = np.empty(cand_ids.shape, dtype=np.float32)

@@ -5,6 +5,7 @@ import pytest
 
 from leanvec import LVQ
 from leanvec._kernels import lvq as K
+from leanvec._kernels.topk import finish_heaps
 from leanvec.lvq import LVQCodes, pack_codes, unpack_codes
 
 LEVELS = [(8, 0), (4, 0), (4, 8), (8, 8), (4, 4)]
@@ -93,6 +94,50 @@ def test_batch_scan_matches_decoded_ranking(rng, bits, residual_bits):
     ref = -(queries[0].astype(np.float64) @ _decoded64(lvq, codes).T)
     np.testing.assert_array_equal(heap_i[0], np.argsort(ref, kind="stable")[:5])
     np.testing.assert_allclose(heap_d[0], np.sort(ref)[:5], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dim", [1, 16, 300])
+def test_filtered_ip_scan_equals_the_plain_scan(rng, dim):
+    x = _data(rng, 500, dim)
+    queries = rng.standard_normal((6, dim)).astype(np.float32)
+    queries[1] = 0.0  # a zero query: every bound collapses to the offset
+    queries[2] *= np.float32(1e30)  # a scale far from the data's
+    queries[3, 0] = np.float32(1e4)  # one dominant coordinate: coarse int16 rounding
+    lvq = LVQ(8).fit(x)
+    codes = lvq.encode(x)
+    steps, biases = lvq.kernel_constants(codes)
+    offsets = (queries @ lvq.mean).astype(np.float32)
+    results = []
+    for filtered in (False, True):
+        heap_d = np.full((6, 9), np.inf, np.float32)
+        heap_i = np.full((6, 9), K.NO_ID, np.int64)
+        if filtered:
+            K.lvq8_ip_scan(queries, offsets, codes.codes, steps, biases, heap_d,
+                           heap_i)
+        else:
+            K.lvq_scan(queries, offsets, codes.codes, np.empty((500, 0), np.uint8),
+                       steps, biases, 8, 0, K.KIND_IP, heap_d, heap_i)
+        finish_heaps(heap_d, heap_i)
+        results.append((heap_d, heap_i))
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
+    ref = -(queries[0].astype(np.float64) @ _decoded64(lvq, codes).T)
+    np.testing.assert_allclose(results[1][0][0], np.sort(ref)[:9], rtol=1e-5,
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("bits,residual_bits", LEVELS)
+def test_decoded_rows_are_the_centred_reconstructions(rng, bits, residual_bits):
+    x = _data(rng, 40, 9)
+    lvq = LVQ(bits, residual_bits).fit(x)
+    codes = lvq.encode(x)
+    steps, biases = lvq.kernel_constants(codes)
+    residual = codes.residual if residual_bits else np.empty((40, 0), np.uint8)
+    out = np.empty((25, 9), np.float32)
+    K.lvq_decode_rows(codes.codes, residual, steps, biases, bits, residual_bits, 10,
+                      out)
+    ref = _decoded64(lvq, codes)[10:35] - lvq.mean
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_candidate_distances_and_sorting(rng):

@@ -37,6 +37,8 @@ from .topk import NO_ID, heap_push, heap_sort_inplace
 KIND_IP = 0  # distance = -(offset[q] + <q, xc>)
 KIND_L2 = 1  # distance = ||q - xc||^2 (queries already centred)
 
+FILTER_ROWS = 256  # rows whose integer products lvq8_ip_scan forms before filtering
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _code(codes, j, bits):
@@ -272,6 +274,104 @@ def lvq_scan(queries, offsets, codes, residual, steps, biases, bits, residual_bi
                              biases[i], bits, residual_bits, kind)
             if d < hd[0]:
                 heap_push(hd, hi, d, i)
+
+
+@njit(cache=True, nogil=True)
+def _dot_i16_u8(qi, codes):
+    """Exact integer ``sum_j qi_j codes_j`` of int16 and uint8 rows, in int32.
+
+    Casting every partial sum back to int32 lets LLVM keep 32-bit lanes and use
+    ``vpmaddwd``; the caller bounds ``qi`` so that the sum cannot overflow.
+    """
+    acc = np.int32(0)
+    for j in range(qi.shape[0]):
+        acc = np.int32(acc + np.int32(qi[j]) * np.int32(codes[j]))
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _quantize_query(query, qi):
+    """Round ``query`` to int16 ``qi`` with scale ``s``; return (s, error, l1).
+
+    ``error`` is ``sum_j |query_j - s qi_j|`` and ``l1`` is ``sum_j |query_j|``,
+    both in float64. ``|qi_j| <= (2**31 - 1) // (255 dim)`` (and 32767), so an
+    int32 sum of ``qi_j c_j`` over 8-bit codes cannot overflow.
+    """
+    dim = query.shape[0]
+    top = min(32767, (2**31 - 1) // (255 * max(dim, 1)))
+    amax = 0.0
+    for j in range(dim):
+        amax = max(amax, abs(np.float64(query[j])))
+    scale = amax / top if amax > 0.0 else 1.0
+    error = 0.0
+    l1 = 0.0
+    for j in range(dim):
+        v = np.float64(query[j])
+        r = min(max(np.rint(v / scale), -top), top)
+        qi[j] = np.int16(r)
+        error += abs(v - scale * r)
+        l1 += abs(v)
+    return scale, error, l1
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i):
+    """:func:`lvq_scan` for one-level 8-bit codes and :data:`KIND_IP`, filtered.
+
+    Each query is rounded to int16 once; a row's inner product with it is an exact
+    int32 sum, whose distance differs from :func:`lvq8_ip`'s float32 result by at
+    most ``margin`` (the query's rounding error times 255 times the row's step,
+    plus float32 rounding allowances). Only rows whose lower bound
+    ``approx - margin`` beats the heap's root are scored by :func:`lvq8_ip` and
+    offered; a skipped row could not have entered the heap, so the heaps end as
+    :func:`lvq_scan` leaves them (distances equal up to float32 rounding).
+
+    Parameters
+    ----------
+    queries : array of shape (n_queries, dim), float32
+    offsets : array of shape (n_queries,), float32
+        ``<q, mean>`` per query.
+    codes : array of shape (n, dim), uint8
+    steps, biases : array of shape (n,), float32
+    heap_d : array of shape (n_queries, k), float32, filled with +inf
+    heap_i : array of shape (n_queries, k), int64, filled with ``NO_ID``
+        Updated in place; sort with ``finish_heaps`` afterwards.
+    """
+    n, dim = codes.shape
+    # float32 sums of dim terms: each within dim * 2**-23 of its absolute sum
+    tol = 2.0 * (dim + 8) * 2.0**-23
+    for q in prange(queries.shape[0]):
+        query = queries[q]
+        qi = np.empty(dim, dtype=np.int16)
+        scale, error, l1 = _quantize_query(query, qi)
+        qsum = np.float32(0.0)
+        for j in range(dim):
+            qsum += query[j]
+        off = np.float64(offsets[q])
+        # lower bound of row i: base - steps[i] * (scale dot_i + slack) - biases[i]
+        # * qsum - tol l1 |biases[i]|, every term rounded in float32 within tol
+        base = np.float32(-off - tol * abs(off))
+        slack = np.float32(255.0 * (error + tol * l1))
+        spread = np.float32(tol * l1)
+        sc = np.float32(scale)
+        dots = np.empty(FILTER_ROWS, dtype=np.int32)
+        lower = np.empty(FILTER_ROWS, dtype=np.float32)
+        hd = heap_d[q]
+        hi = heap_i[q]
+        for r0 in range(0, n, FILTER_ROWS):
+            rows = min(FILTER_ROWS, n - r0)
+            for r in range(rows):
+                dots[r] = _dot_i16_u8(qi, codes[r0 + r])
+            for r in range(rows):
+                i = r0 + r
+                lower[r] = (base - steps[i] * (sc * np.float32(dots[r]) + slack)
+                            - biases[i] * qsum - spread * abs(biases[i]))
+            for r in range(rows):
+                if lower[r] < hd[0]:
+                    i = r0 + r
+                    d = -(offsets[q] + lvq8_ip(query, codes[i], steps[i], biases[i]))
+                    if d < hd[0]:
+                        heap_push(hd, hi, d, i)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
