@@ -8,9 +8,16 @@ one search thread). faiss peers are trained on a sample of ``--train-sample``
 rows (their OPQ/RQ training takes minutes on the full set); ours on the full
 database. Prints markdown tables.
 
+``--paired`` instead times the scans against their peers in one process,
+alternating the libraries and keeping the best of ``--runs`` (machine noise then
+hits both sides alike): leanvec's PQ scan against faiss ``PQ{M}np`` on the same
+codes (leanvec's PQ takes faiss's trained codebooks), and LVQ-8 against
+``leanvec.FlatIndex`` and faiss ``IndexFlatIP``, one query per call and batched.
+
 Usage::
 
     python -m bench.quantizer_bench --datasets wordnet-id --bytes 16 32
+    python -m bench.quantizer_bench --paired --datasets wordnet-id wordnet-ood --runs 5
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from collections.abc import Callable
 import numpy as np
 
 import leanvec
+from leanvec._validation import normalize_rows
 
 from ._data import load_dataset
-from leanvec._validation import normalize_rows
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +162,86 @@ def bench_budget(name, m, base, queries, learn, gt, sample, args) -> None:
             print_row(run_faiss(spec, base, queries, gt, sample, args.runs))
 
 
+def _paired_seconds(fns: dict[str, Callable[[], object]], runs: int,
+                    ) -> dict[str, float]:
+    """Best of ``runs`` seconds per function, the functions alternating each round."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for _ in range(runs):
+        for key, fn in fns.items():
+            times[key].append(_seconds(fn))
+    return {key: min(value) for key, value in times.items()}
+
+
+def paired_pq(name, base, queries, sample, byte_budgets, runs) -> None:
+    """leanvec's PQ scan against faiss ``PQ{M}np`` on identical codes."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    print(f"\n### {name}: PQ scan, {len(queries)} queries in one call, one thread, "
+          f"best of {runs} alternating\n")
+    print("| bytes | leanvec ms | faiss ms | leanvec time / faiss time | "
+          "faiss's top 10 found |")
+    print("| ---: | ---: | ---: | ---: | ---: |", flush=True)
+    for m in byte_budgets:
+        peer = faiss.index_factory(base.shape[1], f"PQ{m}np",
+                                   faiss.METRIC_INNER_PRODUCT)
+        peer.train(sample)
+        peer.add(base)
+        pq = leanvec.PQ(m)
+        pq.codebooks = faiss.vector_to_array(peer.pq.centroids).reshape(
+            m, 256, -1).astype(np.float32)
+        ours = leanvec.CompressedIndex(pq, "inner_product", n_threads=1).fit(base)
+        same = leanvec.recall_at_k(ours.search(queries, 10).ids,
+                                   peer.search(queries, 10)[1], 10)
+        best = _paired_seconds({"ours": lambda o=ours: o.search(queries, 10),
+                                "faiss": lambda p=peer: p.search(queries, 10)}, runs)
+        print(f"| {m} | {best['ours'] * 1e3:.1f} | {best['faiss'] * 1e3:.1f} | "
+              f"{best['ours'] / best['faiss']:.2f} | {same:.3f} |", flush=True)
+
+
+def paired_lvq(name, base, queries, runs, n_single=200) -> None:
+    """LVQ-8 scan QPS against the float32 exhaustive scans, single and batched."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    lvq = leanvec.CompressedIndex("lvq8", "inner_product", n_threads=1).fit(base)
+    flat = leanvec.FlatIndex("inner_product", n_threads=1).fit(base)
+    peer = faiss.IndexFlatIP(base.shape[1])
+    peer.add(base)
+    few = queries[:n_single]
+    fns = {"lvq8 1": lambda: [lvq.search(q, 10) for q in few],
+           "flat 1": lambda: [flat.search(q, 10) for q in few],
+           "faiss 1": lambda: [peer.search(q[None], 10) for q in few],
+           "lvq8 b": lambda: lvq.search(queries, 10),
+           "flat b": lambda: flat.search(queries, 10),
+           "faiss b": lambda: peer.search(queries, 10)}
+    best = _paired_seconds(fns, runs)
+    qps = {key: (len(few) if key.endswith("1") else len(queries)) / value
+           for key, value in best.items()}
+    print(f"\n### {name}: LVQ-8 scan against float32, one thread, best of {runs} "
+          f"alternating\n")
+    print("| mode | LVQ-8 QPS | FlatIndex QPS | faiss IndexFlatIP QPS | "
+          "LVQ-8 / FlatIndex | LVQ-8 / faiss |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for mode, label in (("1", f"1 query/call ({len(few)})"),
+                        ("b", f"batch ({len(queries)} in one call)")):
+        a, f, p = qps[f"lvq8 {mode}"], qps[f"flat {mode}"], qps[f"faiss {mode}"]
+        print(f"| {label} | {a:.0f} | {f:.0f} | {p:.0f} | {a / f:.2f} | "
+              f"{a / p:.2f} |", flush=True)
+
+
+def bench_paired(name: str, args: argparse.Namespace) -> None:
+    data = load_dataset(name, args.synthetic_n)
+    base = normalize_rows(data.database)
+    queries = normalize_rows(data.queries[: args.n_queries])
+    rng = np.random.default_rng(0)
+    sample = base[rng.choice(len(base), min(args.train_sample, len(base)), False)]
+    paired_lvq(name, base, queries, args.runs)
+    paired_pq(name, base, queries, sample, args.bytes, args.runs)
+
+
 def bench_dataset(name: str, args: argparse.Namespace) -> None:
     data = load_dataset(name, args.synthetic_n)
     base = normalize_rows(data.database)
@@ -181,9 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-sample", type=int, default=20_000)
     parser.add_argument("--synthetic-n", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--paired", action="store_true",
+                        help="paired scan timings against the peers (see above)")
     args = parser.parse_args(argv)
     for name in args.datasets:
-        bench_dataset(name, args)
+        (bench_paired if args.paired else bench_dataset)(name, args)
 
 
 if __name__ == "__main__":
