@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import METRIC_CODES
-from ._kernels.topk import CHUNK, NO_ID, finish_heaps, merge_scores, rescore
+from ._kernels.topk import NO_ID, finish_heaps, rescore, select_block
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
@@ -24,12 +27,39 @@ from ._validation import (
 
 logger = logging.getLogger(__name__)
 
-# Scores are computed for at most QUERY_BLOCK x BASE_BLOCK pairs at a time (64 MiB).
+# Scores are computed for at most QUERY_BLOCK x BASE_BLOCK pairs at a time (16 MiB).
 QUERY_BLOCK = 2048
-BASE_BLOCK = 8192
+BASE_BLOCK = 2048
+_SMALL_BATCH_VALUES = 1 << 21
 # Extra candidates kept from the float32 pass before the float64 re-score.
 _REFINE_MARGIN = 4
 _F32_MAX = float(np.finfo(np.float32).max)
+_NO_NORMS = np.zeros(0, dtype=np.float32)
+
+
+_scratch_lock = threading.Lock()
+_scratch_buffer = np.empty(0, dtype=np.float32)
+
+
+@contextmanager
+def _scratch(size: int) -> Iterator[NDArray[np.float32]]:
+    """A float32 work array of ``size`` values, reused across searches.
+
+    A fresh array's pages each cost a fault and a zeroing on first write, a visible
+    share of a search that writes tens of megabytes of scores. The process keeps
+    one buffer; a search that finds it in use (another thread) takes a fresh array.
+    """
+    global _scratch_buffer
+    if not _scratch_lock.acquire(blocking=False):
+        yield np.empty(size, dtype=np.float32)
+        return
+    try:
+        if _scratch_buffer.size < size:
+            _scratch_buffer = np.empty(0, dtype=np.float32)
+            _scratch_buffer = np.empty(size, dtype=np.float32)
+        yield _scratch_buffer[:size]
+    finally:
+        _scratch_lock.release()
 
 
 class FlatIndex:
@@ -151,41 +181,43 @@ class FlatIndex:
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
 
-        for q0 in range(0, queries.shape[0], QUERY_BLOCK):
-            q1 = min(q0 + QUERY_BLOCK, queries.shape[0])
-            heap_d = np.full((q1 - q0, keep), np.inf, dtype=np.float32)
-            heap_i = np.full((q1 - q0, keep), NO_ID, dtype=np.int64)
-            n_chunks = min(BASE_BLOCK, self.n) // CHUNK
-            maxima = np.empty((q1 - q0, n_chunks + 16), dtype=np.float32)
-            scratch = np.empty_like(maxima)
-            order = np.empty((q1 - q0, n_chunks + 16), dtype=np.int64)
-            for b0 in range(0, self.n, BASE_BLOCK):
-                scores = self._block_scores(ranked[q0:q1], b0, scale)
-                merge_scores(scores, bias[q0:q1], self._base_sq is not None, b0,
-                             heap_d, heap_i, maxima, scratch, order)
-            finish_heaps(heap_d, heap_i)
-            rescore(scored[q0:q1], self._base, heap_i, METRIC_CODES[self.metric], k,
-                    ids[q0:q1], dists[q0:q1])
+        rows = min(QUERY_BLOCK, queries.shape[0])
+        # few queries: wider blocks, fewer calls (one matrix-vector product for one)
+        columns = min(self.n, max(BASE_BLOCK, _SMALL_BATCH_VALUES // rows))
+        with _scratch(rows * columns) as buffer:
+            for q0 in range(0, queries.shape[0], QUERY_BLOCK):
+                q1 = min(q0 + QUERY_BLOCK, queries.shape[0])
+                heap_d = np.full((q1 - q0, keep), np.inf, dtype=np.float32)
+                heap_i = np.full((q1 - q0, keep), NO_ID, dtype=np.int64)
+                for b0 in range(0, self.n, columns):
+                    width = min(columns, self.n - b0)
+                    scores = buffer[:(q1 - q0) * width].reshape(q1 - q0, width)
+                    base_sq = self._block_products(ranked[q0:q1], b0, scale, scores)
+                    select_block(scores, b0, bias[q0:q1],
+                                 _NO_NORMS if base_sq is None else base_sq,
+                                 base_sq is not None, heap_d, heap_i)
+                finish_heaps(heap_d, heap_i)
+                rescore(scored[q0:q1], self._base, heap_i, METRIC_CODES[self.metric],
+                        k, ids[q0:q1], dists[q0:q1])
         np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
         return SearchResult(ids, dists.astype(np.float32))
 
-    def _block_scores(self, queries: NDArray[np.float32], b0: int,
-                      scale: float = 1.0) -> NDArray:
-        """Scores to maximise for database rows [b0, b0 + BASE_BLOCK).
+    def _block_products(self, queries: NDArray[np.float32], b0: int, scale: float,
+                        out: NDArray[np.float32]) -> NDArray[np.float32] | None:
+        """Write <q, x> for database rows [b0, b0 + out.shape[1]) into ``out``; return
+        |x|^2 of those rows under L2 (indexed by absolute row), else None.
 
         ``queries`` are already multiplied by ``scale``; the block is scaled here.
         """
-        block = self._base[b0:b0 + BASE_BLOCK]
-        base_sq = None if self._base_sq is None else self._base_sq[b0:b0 + BASE_BLOCK]
+        block = self._base[b0:b0 + out.shape[1]]
+        base_sq = self._base_sq
         if scale != 1.0:
             block = apply_scale(block, scale)
             if base_sq is not None:
-                base_sq = np.einsum("ij,ij->i", block, block).astype(np.float32)
-        scores = queries @ block.T
-        if base_sq is not None:  # 2 <q, x> - ||x||^2 = ||q||^2 - ||q - x||^2
-            scores *= 2.0
-            scores -= base_sq
-        return scores
+                base_sq = np.zeros(b0 + out.shape[1], dtype=np.float32)
+                base_sq[b0:] = np.einsum("ij,ij->i", block, block)
+        np.dot(queries, block.T, out=out)
+        return base_sq
 
 
 def exact_search(

@@ -23,10 +23,26 @@ def test_matches_float64_reference(rng, reference, metric):
 def test_blocks_cover_the_whole_database(rng, reference, monkeypatch):
     monkeypatch.setattr(leanvec.exact, "BASE_BLOCK", 7)
     monkeypatch.setattr(leanvec.exact, "QUERY_BLOCK", 3)
+    monkeypatch.setattr(leanvec.exact, "_SMALL_BATCH_VALUES", 1)
     database = rng.standard_normal((50, 5)).astype(np.float32)
     queries = rng.standard_normal((11, 5)).astype(np.float32)
-    result = exact_search(database, queries, 6, "sqeuclidean")
-    np.testing.assert_array_equal(result.ids, reference(database, queries, 6, "l2")[0])
+    for metric, name in (("sqeuclidean", "l2"), ("inner_product", "inner_product")):
+        result = exact_search(database, queries, 6, metric)
+        np.testing.assert_array_equal(result.ids, reference(database, queries, 6, name)[0])
+
+
+def test_concurrent_searches_from_threads_agree(rng):
+    """Searches share one scratch buffer when they can; threads must not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    database = rng.standard_normal((5000, 16)).astype(np.float32)
+    index = FlatIndex("inner_product", n_threads=1).fit(database)
+    batches = [rng.standard_normal((40, 16)).astype(np.float32) for _ in range(8)]
+    expected = [index.search(batch, 5).ids for batch in batches]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda batch: index.search(batch, 5).ids, batches * 3))
+    for got, want in zip(found, expected * 3):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_angular_alias_and_single_query_vector(rng):

@@ -219,3 +219,72 @@ def finish_heaps(heap_d, heap_i):
             if heap_i[q, c] == NO_ID:
                 heap_i[q, c] = -1
                 heap_d[q, c] = np.inf
+
+
+SEGMENT = 64  # columns tested together in select_block before any is looked at alone
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _entrants_ip(scores, bias, limit):
+    """How many of ``scores`` give bias - score <= limit. One branch-free count
+    over a slice: the loop vectorizes."""
+    hits = 0
+    for j in range(scores.shape[0]):
+        if bias - scores[j] <= limit:
+            hits += 1
+    return hits
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _entrants_l2(scores, base_sq, bias, limit):
+    """As :func:`_entrants_ip` for the L2 score 2 <q, x> - |x|^2."""
+    hits = 0
+    for j in range(scores.shape[0]):
+        if bias - (np.float32(2.0) * scores[j] - base_sq[j]) <= limit:
+            hits += 1
+    return hits
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def select_block(scores, offset, query_bias, base_sq, l2, heap_d, heap_i):
+    """Merge a block of inner products into per-query top-k heaps.
+
+    Parameters
+    ----------
+    scores : float32 (n_queries, width)
+        <q, x_j> for database rows ``offset + j``.
+    query_bias : float32 (n_queries,)
+        Distance = bias - <q, x> (inner product: 0, cosine on unit rows: 1), or
+        under L2 (``l2``) bias - (2 <q, x> - |x|^2) with bias |q|^2, clamped at 0.
+    base_sq : float32 (>= offset + width,)
+        |x|^2 per database row; read only when ``l2``.
+    heap_d, heap_i : float32 / int64 (n_queries, keep)
+        Max-heaps of the best (distance, id) pairs so far, updated in place.
+
+    Each query's row is read in segments of SEGMENT columns; a segment in which no
+    column can enter the heap (a vectorized count) is skipped whole.
+    """
+    n_queries, width = scores.shape
+    for q in prange(n_queries):
+        row = scores[q]
+        hd = heap_d[q]
+        hi = heap_i[q]
+        bias = query_bias[q]
+        for c0 in range(0, width, SEGMENT):
+            c1 = min(c0 + SEGMENT, width)
+            if l2:
+                hits = _entrants_l2(row[c0:c1], base_sq[offset + c0:offset + c1], bias,
+                                    hd[0])
+            else:
+                hits = _entrants_ip(row[c0:c1], bias, hd[0])
+            if hits == 0:
+                continue
+            for j in range(c0, c1):
+                if l2:
+                    d = bias - (np.float32(2.0) * row[j] - base_sq[offset + j])
+                    if d < 0.0:
+                        d = np.float32(0.0)
+                else:
+                    d = bias - row[j]
+                if d <= hd[0]:
+                    heap_push(hd, hi, d, offset + j)
