@@ -110,6 +110,17 @@ class CompressedIndex:
     quantizer is fitted on the scaled data) and distances are returned in the
     data's units, clipped to the float32 range; a quantizer fitted beforehand is
     used unscaled.
+
+    How codes are scanned depends on the call. PQ and LR²VQ: from 8 queries a call,
+    one pass over the codes serves 32 queries at a time; fewer walk the codes per
+    query, with the same float32 sums. LVQ: from 16 queries a call, tiles of rows
+    are decoded to float32 once and scored by a matrix product; the best ``k + 16``
+    rows per query (``rerank + 16`` with re-ranking) are then re-scored with the
+    per-query kernels' arithmetic, so a batch returns what one query per call
+    returns unless more than 16 rows lie within float32 rounding of the cut. One
+    query at a time, one-level 8-bit LVQ under inner product and cosine rounds
+    the query to int16 and computes exact integer products; only rows whose
+    error-bounded distance can still enter the top ``k`` are scored in float32.
     """
 
     def __init__(self, quantizer: str | Quantizer = "lvq8", metric: str = "cosine",
