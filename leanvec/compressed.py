@@ -21,7 +21,7 @@ from ._kernels.lvq import (
     sort_candidates,
 )
 from ._kernels.pq import LANES, pq_scan, pq_scan_blocked
-from ._kernels.topk import CHUNK, NO_ID, finish_heaps, merge_scores, rescore
+from ._kernels.topk import NO_ID, finish_heaps, rescore, select_block
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
@@ -47,7 +47,7 @@ _KIND = "leanvec.CompressedIndex"
 _QUERY_BLOCK = 256  # queries scanned per call (bounds PQ table memory)
 _PQ_BATCH = 8  # from this many queries a call, PQ codes are scanned for many at once
 _LVQ_BATCH = 16  # from this many queries a call, LVQ codes are decoded in tiles
-_LVQ_TILE = 4096  # database rows decoded at a time (a multiple of CHUNK)
+_LVQ_TILE = 4096  # database rows decoded at a time
 _LVQ_MARGIN = 16  # extra candidates the tile products pass on to exact re-scoring
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
@@ -315,7 +315,9 @@ class CompressedIndex:
         args = self._lvq_args(queries)
         if queries.shape[0] < _LVQ_BATCH:
             queries, offsets, codes, _, steps, biases, bits, residual_bits, kind = args
-            if bits == 8 and residual_bits == 0 and kind == KIND_IP:
+            # the int32 products of lvq8_ip_scan hold 255 * dim * |qi| < 2**31
+            if (bits == 8 and residual_bits == 0 and kind == KIND_IP
+                    and 255 * codes.shape[1] < 2**31):
                 lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i)
             else:
                 lvq_scan(*args, heap_d, heap_i)
@@ -341,18 +343,14 @@ class CompressedIndex:
         l2 = kind == KIND_L2
         bias = (np.einsum("ij,ij->i", queries, queries) if l2 else -offsets)
         bias = np.ascontiguousarray(bias, dtype=np.float32)
+        sq_norms = np.empty(n if l2 else 0, dtype=np.float32)
         tile = np.empty((min(_LVQ_TILE, n), queries.shape[1]), dtype=np.float32)
-        work = (queries.shape[0], tile.shape[0] // CHUNK + 16)
-        maxima, scratch = np.empty(work, np.float32), np.empty(work, np.float32)
-        order = np.empty(work, np.int64)
         for r0 in range(0, n, tile.shape[0]):
             block = tile[:min(tile.shape[0], n - r0)]
             lvq_decode_rows(*args[2:8], r0, block)
-            scores = queries @ block.T
-            if l2:  # 2 <q, x> - ||x||^2 with bias ||q||^2, as merge_scores expects
-                scores *= np.float32(2.0)
-                scores -= np.einsum("ij,ij->i", block, block)[None, :]
-            merge_scores(scores, bias, l2, r0, heap_d, heap_i, maxima, scratch, order)
+            if l2:
+                sq_norms[r0:r0 + block.shape[0]] = np.einsum("ij,ij->i", block, block)
+            select_block(queries @ block.T, r0, bias, sq_norms, l2, heap_d, heap_i)
         finish_heaps(heap_d, heap_i)
         return heap_i
 
