@@ -22,7 +22,7 @@ from .persistence import Saveable
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PQ", "LR2VQ", "DimsEstimate", "estimate_dims"]
+__all__ = ["LR2VQ", "PQ", "DimsEstimate", "estimate_dims"]
 
 N_CENTROIDS = 256
 _ENCODE_BLOCK = 65536
