@@ -29,6 +29,7 @@ from numba import njit, prange
 
 from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT
 from .lvq import lvq4_ip, lvq8_ip
+from .memory import prefetch_items, prefetch_rows
 from .topk import NO_ID, heap_push, heap_sort_inplace
 
 PRIM_F32 = 0
@@ -84,24 +85,6 @@ def _prim_decode(i, prim, kind, out_u32, out_f32):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _touch_rows(arr, ids, count, scratch):
-    """Load one value per 64-byte line of rows ``ids[:count]`` before they are used.
-
-    The loads are independent, so the processor overlaps their cache misses
-    instead of waiting for each row in turn inside the distance loops. Their
-    count goes to ``scratch[0]`` (any caller-owned buffer of length >= 1), so
-    that the compiler keeps them.
-    """
-    step = max(1, 64 // arr.itemsize)
-    acc = 0
-    for t in range(count):
-        i = ids[t]
-        for j in range(0, arr.shape[1], step):
-            acc += np.int64(arr[i, j] != 0)
-    scratch[0] = acc & 0xFFFF
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_f32):
     """Traversal distances ``aux_i - c <u, y_i> + offset`` of rows ``ids[:count]``.
 
@@ -112,11 +95,15 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
     f32, f16, u8, steps, biases, aux = prim
     d = u.shape[0]
     if kind == PRIM_F32:
-        _touch_rows(f32, ids, count, buf_u32)
+        prefetch_rows(f32, ids, count)
     elif kind == PRIM_F16:
-        _touch_rows(f16, ids, count, buf_u32)
+        prefetch_rows(f16, ids, count)
     else:
-        _touch_rows(u8, ids, count, buf_u32)
+        prefetch_rows(u8, ids, count)
+        prefetch_items(steps, ids, count)
+        prefetch_items(biases, ids, count)
+    if use_aux:
+        prefetch_items(aux, ids, count)
     if kind == PRIM_F32:
         for t in range(count):
             i = ids[t]
@@ -248,6 +235,12 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
             break
         node = buf_i[cur]
         expanded[cur] = True
+        # the next node to expand, unless a neighbour of this one beats it
+        ahead = cur + 1
+        while ahead < size and expanded[ahead]:
+            ahead += 1
+        if ahead < size and ahead < window:
+            prefetch_rows(graph, buf_i[ahead:], 1)
         if exp_n == exp_i.shape[0]:
             exp_i = np.concatenate((exp_i, np.empty_like(exp_i)))
             exp_d = np.concatenate((exp_d, np.empty_like(exp_d)))
@@ -362,16 +355,20 @@ def rerank_distances(q, ids, count, sec, sec_kind, metric, out):
     other rows decode to float32 (float16 bits, or LVQ-8 ``mean + step * c +
     bias``), then :func:`_row_distance`. Writes ``out[:count]`` (float64).
     """
-    f32, f16, u8, steps, biases, mean, _ = sec
+    f32, f16, u8, steps, biases, mean, norms = sec
     dim = q.shape[0]
     buf_u32 = np.empty(dim, dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
     if sec_kind == SEC_F32:
-        _touch_rows(f32, ids, count, buf_u32)
+        prefetch_rows(f32, ids, count)
     elif sec_kind == SEC_F16:
-        _touch_rows(f16, ids, count, buf_u32)
+        prefetch_rows(f16, ids, count)
     else:
-        _touch_rows(u8, ids, count, buf_u32)
+        prefetch_rows(u8, ids, count)
+        prefetch_items(steps, ids, count)
+        prefetch_items(biases, ids, count)
+        if norms.shape[0] > 0:
+            prefetch_items(norms, ids, count)
     if sec_kind == SEC_LVQ8 and (metric == COSINE or metric == INNER_PRODUCT):
         _lvq8_rerank(q, ids, count, sec, metric, out)
         return
