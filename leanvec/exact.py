@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -39,6 +40,16 @@ _NO_NORMS = np.zeros(0, dtype=np.float32)
 
 _scratch_lock = threading.Lock()
 _scratch_buffer = np.empty(0, dtype=np.float32)
+
+
+class _Stored(NamedTuple):
+    """A FlatIndex's database, replaced whole (one attribute store) by fit and add,
+    so that a search running meanwhile in another thread sees one consistent
+    snapshot: rows, squared norms (L2 only) and largest magnitude."""
+
+    base: NDArray[np.float32]
+    base_sq: NDArray[np.float32] | None
+    amax: float
 
 
 @contextmanager
@@ -89,19 +100,19 @@ class FlatIndex:
     def __init__(self, metric: str = "cosine", n_threads: int | None = None) -> None:
         self.metric = check_metric(metric)
         self.n_threads = check_n_threads(n_threads)
-        self._base: NDArray[np.float32] | None = None
-        self._base_sq: NDArray[np.float32] | None = None
-        self._amax = 0.0
+        self._stored: _Stored | None = None
 
     @property
     def dim(self) -> int | None:
         """Number of features per vector, or None before :meth:`fit`."""
-        return None if self._base is None else self._base.shape[1]
+        stored = self._stored
+        return None if stored is None else stored.base.shape[1]
 
     @property
     def n(self) -> int:
         """Number of database vectors."""
-        return 0 if self._base is None else self._base.shape[0]
+        stored = self._stored
+        return 0 if stored is None else stored.base.shape[0]
 
     def __len__(self) -> int:
         return self.n
@@ -109,33 +120,48 @@ class FlatIndex:
     @property
     def bytes_per_vector(self) -> int:
         """Memory the index keeps per database vector."""
-        extra = 4 if self._base_sq is not None else 0
+        stored = self._stored
+        extra = 4 if stored is not None and stored.base_sq is not None else 0
         return 4 * (self.dim or 0) + extra
 
     def fit(self, database: ArrayLike) -> FlatIndex:
-        """Store ``database`` (array of shape (n, dim)) and return ``self``."""
-        base = as_matrix(database, "database")
-        self._base = base if self.metric != "cosine" else normalize_rows(base)
-        self._base_sq = None
-        self._amax = max_abs(self._base)
-        if self.metric in ("sqeuclidean", "euclidean"):
-            with np.errstate(over="ignore"):
-                self._base_sq = np.einsum("ij,ij->i", base, base).astype(np.float32)
-        logger.debug("FlatIndex holds %d vectors of dim %d", *base.shape)
+        """Store ``database`` (array of shape (n, dim)) and return ``self``.
+
+        A search running in another thread meanwhile uses the database it started
+        with.
+        """
+        stored = self._store(as_matrix(database, "database"))
+        self._stored = stored
+        logger.debug("FlatIndex holds %d vectors of dim %d", *stored.base.shape)
         return self
 
+    def _store(self, rows: NDArray[np.float32]) -> _Stored:
+        """The stored form of validated ``rows`` (n, dim) float32."""
+        base = rows if self.metric != "cosine" else normalize_rows(rows)
+        base_sq = None
+        if self.metric in ("sqeuclidean", "euclidean"):
+            with np.errstate(over="ignore"):
+                base_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float32)
+        return _Stored(base, base_sq, max_abs(base))
+
     def add(self, vectors: ArrayLike) -> NDArray[np.int64]:
-        """Append ``vectors`` to the database and return their ids."""
-        if self._base is None:
+        """Append ``vectors`` to the database and return their ids.
+
+        Not to be called from two threads at once on one index (one of the two
+        additions may be lost); searches may run meanwhile.
+        """
+        old = self._stored
+        if old is None:
             self.fit(vectors)
             return np.arange(self.n, dtype=np.int64)
-        start = self.n
-        extra = FlatIndex(self.metric).fit(as_matrix(vectors, "vectors", self.dim))
-        self._base = np.concatenate([self._base, extra._base])
-        self._amax = max(self._amax, extra._amax)
-        if self._base_sq is not None:
-            self._base_sq = np.concatenate([self._base_sq, extra._base_sq])
-        return np.arange(start, self.n, dtype=np.int64)
+        extra = self._store(as_matrix(vectors, "vectors", old.base.shape[1]))
+        base_sq = None
+        if old.base_sq is not None:
+            base_sq = np.concatenate([old.base_sq, extra.base_sq])
+        self._stored = _Stored(np.concatenate([old.base, extra.base]), base_sq,
+                               max(old.amax, extra.amax))
+        return np.arange(old.base.shape[0], self._stored.base.shape[0],
+                         dtype=np.int64)
 
     def search(self, queries: ArrayLike, k: int) -> SearchResult:
         """Return the ``k`` nearest database vectors of each query.
@@ -153,28 +179,32 @@ class FlatIndex:
         SearchResult
             ``ids`` (n_queries, k) int64 and ``distances`` (n_queries, k) float32.
         """
-        if self._base is None:
+        stored = self._stored  # one snapshot: fit or add may run meanwhile
+        if stored is None:
             raise ValueError("this FlatIndex is empty: call fit(database) first")
         k = check_k(k)
-        queries = as_matrix(queries, "queries", self.dim, allow_empty=True)
+        queries = as_matrix(queries, "queries", stored.base.shape[1],
+                            allow_empty=True)
         if queries.shape[0] == 0:
             return empty_result(0, k)
         with limit_threads(self.n_threads):
-            return self._search(queries, k)
+            return self._search(stored, queries, k)
 
-    def _scale(self, queries: NDArray[np.float32]) -> float:
+    def _scale(self, stored: _Stored, queries: NDArray[np.float32]) -> float:
         """Power of two bringing the largest magnitude into the float32-safe band
         (beyond it products and squared norms overflow or underflow), else 1."""
         if self.metric == "cosine":
             return 1.0
-        return range_scale(max(self._amax, max_abs(queries)))
+        return range_scale(max(stored.amax, max_abs(queries)))
 
-    def _search(self, queries: NDArray[np.float32], k: int) -> SearchResult:
-        keep = min(k + _REFINE_MARGIN, self.n)
+    def _search(self, stored: _Stored, queries: NDArray[np.float32],
+                k: int) -> SearchResult:
+        n = stored.base.shape[0]
+        keep = min(k + _REFINE_MARGIN, n)
         scored = queries if self.metric != "cosine" else normalize_rows(queries)
-        scale = self._scale(queries)
+        scale = self._scale(stored, queries)
         ranked = apply_scale(scored, scale)
-        if self._base_sq is not None:
+        if stored.base_sq is not None:
             bias = np.einsum("ij,ij->i", ranked, ranked).astype(np.float32)
         else:
             bias = np.full(queries.shape[0], self.metric == "cosine", dtype=np.float32)
@@ -183,41 +213,44 @@ class FlatIndex:
 
         rows = min(QUERY_BLOCK, queries.shape[0])
         # few queries: wider blocks, fewer calls (one matrix-vector product for one)
-        columns = min(self.n, max(BASE_BLOCK, _SMALL_BATCH_VALUES // rows))
+        columns = min(n, max(BASE_BLOCK, _SMALL_BATCH_VALUES // rows))
         with _scratch(rows * columns) as buffer:
             for q0 in range(0, queries.shape[0], QUERY_BLOCK):
                 q1 = min(q0 + QUERY_BLOCK, queries.shape[0])
                 heap_d = np.full((q1 - q0, keep), np.inf, dtype=np.float32)
                 heap_i = np.full((q1 - q0, keep), NO_ID, dtype=np.int64)
-                for b0 in range(0, self.n, columns):
-                    width = min(columns, self.n - b0)
+                for b0 in range(0, n, columns):
+                    width = min(columns, n - b0)
                     scores = buffer[:(q1 - q0) * width].reshape(q1 - q0, width)
-                    base_sq = self._block_products(ranked[q0:q1], b0, scale, scores)
+                    base_sq = _block_products(stored, ranked[q0:q1], b0, scale,
+                                              scores)
                     select_block(scores, b0, bias[q0:q1],
                                  _NO_NORMS if base_sq is None else base_sq,
                                  base_sq is not None, heap_d, heap_i)
                 finish_heaps(heap_d, heap_i)
-                rescore(scored[q0:q1], self._base, heap_i, METRIC_CODES[self.metric],
+                rescore(scored[q0:q1], stored.base, heap_i, METRIC_CODES[self.metric],
                         k, ids[q0:q1], dists[q0:q1])
         np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
         return SearchResult(ids, dists.astype(np.float32))
 
-    def _block_products(self, queries: NDArray[np.float32], b0: int, scale: float,
-                        out: NDArray[np.float32]) -> NDArray[np.float32] | None:
-        """Write <q, x> for database rows [b0, b0 + out.shape[1]) into ``out``; return
-        |x|^2 of those rows under L2 (indexed by absolute row), else None.
 
-        ``queries`` are already multiplied by ``scale``; the block is scaled here.
-        """
-        block = self._base[b0:b0 + out.shape[1]]
-        base_sq = self._base_sq
-        if scale != 1.0:
-            block = apply_scale(block, scale)
-            if base_sq is not None:
-                base_sq = np.zeros(b0 + out.shape[1], dtype=np.float32)
-                base_sq[b0:] = np.einsum("ij,ij->i", block, block)
-        np.dot(queries, block.T, out=out)
-        return base_sq
+def _block_products(stored: _Stored, queries: NDArray[np.float32], b0: int,
+                    scale: float, out: NDArray[np.float32],
+                    ) -> NDArray[np.float32] | None:
+    """Write <q, x> for database rows [b0, b0 + out.shape[1]) into ``out``; return
+    |x|^2 of those rows under L2 (indexed by absolute row), else None.
+
+    ``queries`` are already multiplied by ``scale``; the block is scaled here.
+    """
+    block = stored.base[b0:b0 + out.shape[1]]
+    base_sq = stored.base_sq
+    if scale != 1.0:
+        block = apply_scale(block, scale)
+        if base_sq is not None:
+            base_sq = np.zeros(b0 + out.shape[1], dtype=np.float32)
+            base_sq[b0:] = np.einsum("ij,ij->i", block, block)
+    np.dot(queries, block.T, out=out)
+    return base_sq
 
 
 def exact_search(

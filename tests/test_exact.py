@@ -299,3 +299,33 @@ def test_rows_of_subnormal_norm_normalise_under_cosine(rng):
     result = exact_search(database, database[7], 3, "cosine")
     assert result.ids[0, 0] == 7 and result.distances[0, 0] == 0.0
     assert np.isfinite(result.distances).all()
+
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+@pytest.mark.parametrize("change", ["fit_smaller", "fit_other_dim", "add"])
+def test_search_keeps_its_database_while_another_thread_refits(rng, monkeypatch,
+                                                               metric, change):
+    """fit/add from another thread during a search: the search finishes on the
+    database it started with. It once re-read the index between blocks and read
+    rows and squared norms past their end (garbage or a crash)."""
+    database = rng.standard_normal((300, 6)).astype(np.float32)
+    queries = rng.standard_normal((4, 6)).astype(np.float32)
+    index = FlatIndex(metric).fit(database)
+    expected = index.search(queries, 5)
+    select = leanvec.exact.select_block
+
+    def select_then_change(*args):
+        select(*args)
+        if change == "fit_smaller":
+            index.fit(database[:3].copy())
+        elif change == "fit_other_dim":
+            index.fit(np.ones((2, 9), dtype=np.float32))
+        else:
+            index.add(rng.standard_normal((50, 6)))
+
+    monkeypatch.setattr(leanvec.exact, "select_block", select_then_change)
+    found = index.search(queries, 5)
+    np.testing.assert_array_equal(found.ids, expected.ids)
+    np.testing.assert_array_equal(found.distances, expected.distances)
+    assert index.n == {"fit_smaller": 3, "fit_other_dim": 2, "add": 350}[change]
