@@ -109,7 +109,10 @@ class CompressedIndex:
     beyond the float32-safe range is stored multiplied by a power of two (the
     quantizer is fitted on the scaled data) and distances are returned in the
     data's units, clipped to the float32 range; a quantizer fitted beforehand is
-    used unscaled.
+    used unscaled. Code distances are float32 sums: queries so far from the
+    stored vectors that a distance overflows it (beyond 3.4e38, e.g. coordinates
+    of 1e20 next to unit vectors under L2) raise a ValueError rather than rank
+    infinities.
 
     How codes are scanned depends on the call. PQ and LR²VQ: from 8 queries a call,
     one pass over the codes serves 32 queries at a time; fewer walk the codes per
@@ -279,11 +282,13 @@ class CompressedIndex:
             scored = normalize_rows(queries)
         else:
             queries = scored = apply_scale(queries, self._scale)
-        if isinstance(self.quantizer, LVQ):
-            self._scan_lvq(scored, heap_d, heap_i)
-        else:
-            self._scan_pq(scored, heap_d, heap_i)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if isinstance(self.quantizer, LVQ):
+                self._scan_lvq(scored, heap_d, heap_i)
+            else:
+                self._scan_pq(scored, heap_d, heap_i)
         finish_heaps(heap_d, heap_i)
+        _check_code_distances(heap_d, scored)
         if self.rerank:
             return self._rerank(queries, heap_i, k)
         return self._as_result(heap_d, heap_i, k)
@@ -385,3 +390,21 @@ class CompressedIndex:
         out.ids[:, :width] = heap_i[:, :width]
         out.distances[:, :width] = dist[:, :width]
         return out
+
+
+def _check_code_distances(heap_d: NDArray[np.float32],
+                          queries: NDArray[np.float32]) -> None:
+    """Raise when a query's code distances left the float32 range.
+
+    Every slot of the sorted heaps (``keep <= n`` of them) holds a finite
+    distance unless the query's float32 sums overflowed: such rows are never
+    kept (one query at a time) or kept at +inf in no meaningful order (batches).
+    """
+    bad = ~np.isfinite(heap_d).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"queries give code distances beyond the float32 range (3.4e38) for "
+            f"{rows.size} row(s), first row {int(rows[0])} (largest magnitude "
+            f"{max_abs(queries[rows[0]]):.3g} as the index scores it); queries must "
+            f"lie much closer to the database's scale")

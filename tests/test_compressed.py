@@ -160,3 +160,17 @@ def test_save_load_round_trip(rng, tmp_path, spec):
     a, b = index.search(queries, 4), loaded.search(queries, 4)
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.distances, b.distances)
+
+
+@pytest.mark.parametrize("spec", ["lvq8", "pq4"])
+@pytest.mark.parametrize("n_queries", [1, 16, 33])
+def test_queries_whose_code_distances_overflow_raise(rng, spec, n_queries):
+    """Under L2, 1e20-scaled queries next to unit vectors overflow float32 code
+    distances: one query a call once came back with no neighbours, a batch with
+    arbitrary ones at +inf. Both raise now; moderate magnitudes still work."""
+    index = CompressedIndex(_quantizer(spec), "sqeuclidean").fit(_data(rng))
+    queries = _data(rng, n_queries)
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        index.search(queries * np.float32(1e20), 3)
+    far = index.search(queries * np.float32(1e15), 3)
+    assert (far.ids >= 0).all() and np.isfinite(far.distances).all()
