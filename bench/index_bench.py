@@ -2,7 +2,8 @@
 
 Prints one markdown table per dataset: every sweep point (recall@10, single-thread
 QPS), build seconds with the same thread count for every library, bytes per vector,
-and a summary of the best QPS at recall@10 >= 0.95 and >= 0.99.
+and a summary of the best QPS at recall@10 >= 0.95 and >= 0.99. All systems are
+built first; their timed passes then alternate (best of ``--repeats`` rounds).
 
     python -m bench.index_bench --dataset ood --dataset id --build-threads 2
 """
@@ -24,6 +25,7 @@ from leanvec._threads import limit_threads
 from ._data import load_dataset
 
 LEVELS = (0.95, 0.99)
+PEER_SWEEP = [10, 20, 30, 40, 60, 80, 120, 160, 240]
 
 
 @dataclass
@@ -40,24 +42,39 @@ class Run:
         return max(good, default=0.0)
 
 
-def best_qps(search: Callable[[], object], n_queries: int, repeats: int) -> tuple:
-    """Best wall-clock QPS of ``repeats`` passes after one warm-up, and the result."""
-    result = search()
-    best = np.inf
+@dataclass
+class Sweep:
+    """A built system waiting to be timed: ``search(value)`` at every value."""
+
+    run: Run
+    search: Callable[[object], object]
+    values: list
+
+
+def timed_sweeps(sweeps: list[Sweep], ds, repeats: int) -> list[Run]:
+    """Record recall@10 and the best QPS of every sweep point.
+
+    One warm-up pass per point, then ``repeats`` rounds; each round times every
+    point of every system once, so that load from other jobs on the machine falls
+    on all systems alike instead of on whichever ran during it.
+    """
+    best: dict[tuple[int, int], float] = {}
+    for s, sweep in enumerate(sweeps):
+        for v, value in enumerate(sweep.values):
+            ids = sweep.search(value)
+            recall = leanvec.recall_at_k(np.asarray(ids, dtype=np.int64), ds.gt_ids, 10)
+            sweep.run.points.append((str(value), recall, 0.0))
+            best[s, v] = np.inf
     for _ in range(repeats):
-        start = time.perf_counter()
-        search()
-        best = min(best, time.perf_counter() - start)
-    return n_queries / best, result
-
-
-def sweep(run: Run, search, values, ds, repeats: int) -> Run:
-    """Time ``search(value)`` for every value and record recall@10 and QPS."""
-    for value in values:
-        qps, ids = best_qps(lambda v=value: search(v), len(ds.queries), repeats)
-        recall = leanvec.recall_at_k(np.asarray(ids, dtype=np.int64), ds.gt_ids, 10)
-        run.points.append((str(value), recall, qps))
-    return run
+        for s, sweep in enumerate(sweeps):
+            for v, value in enumerate(sweep.values):
+                start = time.perf_counter()
+                sweep.search(value)
+                best[s, v] = min(best[s, v], time.perf_counter() - start)
+    for s, sweep in enumerate(sweeps):
+        sweep.run.points = [(point, recall, len(ds.queries) / best[s, v])
+                            for v, (point, recall, _) in enumerate(sweep.run.points)]
+    return [sweep.run for sweep in sweeps]
 
 
 def normalized(x: np.ndarray) -> np.ndarray:
@@ -65,7 +82,7 @@ def normalized(x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ systems
-def run_leanvec(ds, args, label: str, **params) -> Run:
+def run_leanvec(ds, args, label: str, **params) -> Sweep:
     start = time.perf_counter()
     index = leanvec.Index(metric=ds.metric, n_threads=args.build_threads, **params)
     index.fit(ds.database, train_queries=ds.learn_queries)
@@ -77,10 +94,10 @@ def run_leanvec(ds, args, label: str, **params) -> Run:
         return index.search(ds.queries, 10, window=window, rerank=rerank).ids
 
     points = [(w, max(rr, w)) for w, rr in args.leanvec_sweep]
-    return sweep(run, search, points, ds, args.repeats)
+    return Sweep(run, search, points)
 
 
-def run_hnswlib(ds, args, m: int) -> Run:
+def run_hnswlib(ds, args, m: int) -> Sweep:
     import hnswlib
 
     space = "cosine" if ds.metric == "cosine" else "l2"
@@ -98,10 +115,10 @@ def run_hnswlib(ds, args, m: int) -> Run:
         index.set_ef(ef)
         return index.knn_query(ds.queries, 10)[0]
 
-    return sweep(run, search, [10, 20, 40, 80, 160], ds, args.repeats)
+    return Sweep(run, search, PEER_SWEEP)
 
 
-def run_faiss(ds, args, m: int) -> Run:
+def run_faiss(ds, args, m: int) -> Sweep:
     import faiss
 
     data = normalized(ds.database) if ds.metric == "cosine" else ds.database
@@ -121,10 +138,10 @@ def run_faiss(ds, args, m: int) -> Run:
         index.hnsw.efSearch = ef
         return index.search(queries, 10)[1]
 
-    return sweep(run, search, [10, 20, 40, 80, 160], ds, args.repeats)
+    return Sweep(run, search, PEER_SWEEP)
 
 
-def run_svs(ds, args, degree: int) -> Run:
+def run_svs(ds, args, degree: int) -> Sweep:
     import svs
 
     cosine = ds.metric == "cosine"
@@ -145,7 +162,7 @@ def run_svs(ds, args, degree: int) -> Run:
         index.search_window_size = window
         return index.search(queries, 10)[0]
 
-    return sweep(run, search, [10, 20, 40, 80, 160], ds, args.repeats)
+    return Sweep(run, search, PEER_SWEEP)
 
 
 # ------------------------------------------------------------------ report
@@ -185,8 +202,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "fast (see CONFIGS)")
     args = parser.parse_args(argv)
     args.dataset = args.dataset or ["ood", "id"]
-    args.leanvec_sweep = [(10, 30), (15, 40), (20, 50), (30, 60), (40, 80), (60, 100),
-                          (100, 150), (100, 250), (160, 400)]
+    args.leanvec_sweep = [(10, 30), (15, 40), (20, 50), (30, 60), (40, 80), (50, 90),
+                          (60, 100), (80, 120), (100, 150), (100, 250), (160, 400),
+                          (250, 500)]
     return args
 
 
@@ -224,6 +242,7 @@ def main(argv=None) -> int:
             elif peer == "svs":
                 runs += [run_svs(ds, args, 32), run_svs(ds, args, 64)]
             gc.collect()
+        runs = timed_sweeps(runs, ds, args.repeats)
         print(table(f"{ds.name} ({len(ds.database)} x {ds.dim}, {ds.metric})", runs))
         print(flush=True)
     return 0
