@@ -6,6 +6,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -54,6 +55,18 @@ _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 Quantizer = LVQ | PQ | LR2VQ
+
+
+class _Stored(NamedTuple):
+    """What :meth:`CompressedIndex.fit` stores, replaced whole (one attribute
+    store), so that a search running in another thread meanwhile reads one
+    consistent set: codes, float32 vectors for re-ranking (or None), LVQ kernel
+    constants (or None) and the power of two the data was multiplied by."""
+
+    codes: LVQCodes | NDArray[np.uint8]
+    full: NDArray[np.float32] | None
+    constants: tuple[NDArray, NDArray] | None
+    scale: float
 
 
 def make_quantizer(spec: str | Quantizer) -> Quantizer:
@@ -132,15 +145,20 @@ class CompressedIndex:
         self.metric = check_metric(metric)
         self.rerank = check_positive_int(rerank, "rerank", minimum=0)
         self.n_threads = check_n_threads(n_threads)
-        self.codes: LVQCodes | NDArray[np.uint8] | None = None
-        self._full: NDArray[np.float32] | None = None
-        self._constants: tuple[NDArray, NDArray] | None = None
+        self._stored: _Stored | None = None
         self._scale = 1.0
+
+    @property
+    def codes(self) -> LVQCodes | NDArray[np.uint8] | None:
+        """The stored codes (None before :meth:`fit`)."""
+        stored = self._stored
+        return None if stored is None else stored.codes
 
     @property
     def n(self) -> int:
         """Number of database vectors."""
-        return 0 if self.codes is None else len(self.codes)
+        codes = self.codes
+        return 0 if codes is None else len(codes)
 
     def __len__(self) -> int:
         return self.n
@@ -153,7 +171,10 @@ class CompressedIndex:
     @property
     def bytes_per_vector(self) -> int:
         """Bytes stored per vector: codes, constants and any re-ranking vectors."""
-        full = 4 * (self.dim or 0) if self._full is not None else 0
+        stored = self._stored
+        full = 0
+        if stored is not None and stored.full is not None:
+            full = 4 * (self.dim or 0)
         return self.quantizer.bytes_per_vector + full
 
     def fit(self, database: ArrayLike, train_queries: ArrayLike | None = None,
@@ -170,28 +191,42 @@ class CompressedIndex:
         -------
         CompressedIndex
             ``self``.
+
+        Notes
+        -----
+        A later call re-encodes with the quantizer fitted by the first (and its
+        scale). A search running in another thread meanwhile uses the codes it
+        started with.
         """
         base = as_matrix(database, "database")
         fresh = self.quantizer.dim is None
-        self._scale = 1.0
-        if self.metric != "cosine" and fresh:
-            self._scale = range_scale(max_abs(base))
-        coded = normalize_rows(base) if self.metric == "cosine" else apply_scale(
-            base, self._scale)
+        scale = self._scale
         if fresh:
-            self._fit_quantizer(coded, train_queries)
+            scale = 1.0
+            if self.metric != "cosine":
+                scale = range_scale(max_abs(base))
         elif self.quantizer.dim != base.shape[1]:
             raise ValueError(f"database has {base.shape[1]} features per row, but the "
                              f"quantizer was fitted on {self.quantizer.dim}")
+        coded = normalize_rows(base) if self.metric == "cosine" else apply_scale(
+            base, scale)
+        if fresh:
+            self._fit_quantizer(coded, train_queries, scale)
         with limit_threads(self.n_threads):
-            self.codes = self.quantizer.encode(coded)
+            codes = self.quantizer.encode(coded)
         full = base if self.metric == "cosine" else coded
-        self._full = full if self.rerank else None
-        self._constants = None
-        if isinstance(self.quantizer, LVQ):
-            self._constants = self.quantizer.kernel_constants(self.codes)
+        self._publish(codes, full if self.rerank else None, scale)
         logger.debug("CompressedIndex holds %d vectors", self.n)
         return self
+
+    def _publish(self, codes: LVQCodes | NDArray[np.uint8],
+                 full: NDArray[np.float32] | None, scale: float) -> None:
+        """Store ``codes`` (and re-ranking vectors) at once for later searches."""
+        constants = None
+        if isinstance(self.quantizer, LVQ):
+            constants = self.quantizer.kernel_constants(codes)
+        self._scale = scale
+        self._stored = _Stored(codes, full, constants, scale)
 
     def search(self, queries: ArrayLike, k: int) -> SearchResult:
         """Return the ``k`` nearest database vectors of each query.
@@ -208,14 +243,15 @@ class CompressedIndex:
             ``ids`` (n_queries, k) int64, ``distances`` (n_queries, k) float32 in
             the metric's units (exact when re-ranked, code distances otherwise).
         """
-        if self.codes is None:
+        stored = self._stored  # one snapshot: fit may run meanwhile
+        if stored is None:
             raise ValueError("this CompressedIndex is empty: call fit(database) first")
         k = check_k(k)
         queries = as_matrix(queries, "queries", self.dim, allow_empty=True)
         if queries.shape[0] == 0:
             return empty_result(0, k)
         with limit_threads(self.n_threads):
-            parts = [self._search_block(queries[s:s + _QUERY_BLOCK], k)
+            parts = [self._search_block(stored, queries[s:s + _QUERY_BLOCK], k)
                      for s in range(0, queries.shape[0], _QUERY_BLOCK)]
         return SearchResult(np.concatenate([p.ids for p in parts]),
                             np.concatenate([p.distances for p in parts]))
@@ -224,18 +260,19 @@ class CompressedIndex:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index (quantizer, codes and any full vectors) to ``path``."""
-        if self.codes is None:
+        stored = self._stored
+        if stored is None:
             raise ValueError("this CompressedIndex is empty: call fit(database) first")
-        meta = {"metric": self.metric, "rerank": self.rerank, "scale": self._scale,
+        meta = {"metric": self.metric, "rerank": self.rerank, "scale": stored.scale,
                 "quantizer_type": type(self.quantizer).__name__}
         arrays: dict[str, np.ndarray] = {}
         nest("quantizer", meta, arrays, *self.quantizer.to_state())
-        if isinstance(self.codes, LVQCodes):
-            nest("codes", meta, arrays, *self.codes.to_state())
+        if isinstance(stored.codes, LVQCodes):
+            nest("codes", meta, arrays, *stored.codes.to_state())
         else:
-            arrays["codes"] = self.codes
-        if self._full is not None:
-            arrays["full"] = self._full
+            arrays["codes"] = stored.codes
+        if stored.full is not None:
+            arrays["full"] = stored.full
         return save_state(path, _KIND, meta, arrays)
 
     @classmethod
@@ -246,18 +283,16 @@ class CompressedIndex:
         quantizer = _QUANTIZERS[meta["quantizer_type"]].from_state(
             *unnest("quantizer", meta, arrays))
         index = cls(quantizer, meta["metric"], meta["rerank"], n_threads)
-        index._scale = float(meta.get("scale", 1.0))
         if isinstance(quantizer, LVQ):
-            index.codes = LVQCodes.from_state(*unnest("codes", meta, arrays))
-            index._constants = quantizer.kernel_constants(index.codes)
+            codes = LVQCodes.from_state(*unnest("codes", meta, arrays))
         else:
-            index.codes = arrays["codes"]
-        index._full = arrays.get("full")
+            codes = arrays["codes"]
+        index._publish(codes, arrays.get("full"), float(meta.get("scale", 1.0)))
         return index
 
     # -- helpers -----------------------------------------------------------------
 
-    def _fit_quantizer(self, coded, train_queries) -> None:
+    def _fit_quantizer(self, coded, train_queries, scale: float) -> None:
         if isinstance(self.quantizer, LR2VQ):
             queries = None
             if train_queries is not None:
@@ -265,7 +300,7 @@ class CompressedIndex:
                 if self.metric == "cosine":
                     queries = normalize_rows(queries)
                 else:
-                    queries = apply_scale(queries, self._scale)
+                    queries = apply_scale(queries, scale)
             self.quantizer.fit(coded, queries, metric=self.metric)
         else:
             self.quantizer.fit(coded)
@@ -274,36 +309,37 @@ class CompressedIndex:
         return "sqeuclidean" if self.metric in ("sqeuclidean", "euclidean") else (
             "inner_product")
 
-    def _search_block(self, queries: NDArray[np.float32], k: int) -> SearchResult:
-        keep = min(max(k, self.rerank), self.n)
+    def _search_block(self, stored: _Stored, queries: NDArray[np.float32],
+                      k: int) -> SearchResult:
+        keep = min(max(k, self.rerank), len(stored.codes))
         heap_d = np.full((queries.shape[0], keep), np.inf, dtype=np.float32)
         heap_i = np.full((queries.shape[0], keep), NO_ID, dtype=np.int64)
         if self.metric == "cosine":
             scored = normalize_rows(queries)
         else:
-            queries = scored = apply_scale(queries, self._scale)
+            queries = scored = apply_scale(queries, stored.scale)
         with np.errstate(over="ignore", invalid="ignore"):
             if isinstance(self.quantizer, LVQ):
-                self._scan_lvq(scored, heap_d, heap_i)
+                self._scan_lvq(stored, scored, heap_d, heap_i)
             else:
-                self._scan_pq(scored, heap_d, heap_i)
+                self._scan_pq(stored, scored, heap_d, heap_i)
         finish_heaps(heap_d, heap_i)
         _check_code_distances(heap_d, scored)
         if self.rerank:
-            return self._rerank(queries, heap_i, k)
-        return self._as_result(heap_d, heap_i, k)
+            return self._rerank(stored, queries, heap_i, k)
+        return self._as_result(stored, heap_d, heap_i, k)
 
-    def _scan_pq(self, queries, heap_d, heap_i) -> None:
+    def _scan_pq(self, stored: _Stored, queries, heap_d, heap_i) -> None:
         batch = queries.shape[0] >= _PQ_BATCH
         tables, offsets = self.quantizer.search_tables(queries, self._kind(),
                                                        LANES if batch else 0)
         kernel = pq_scan_blocked if batch else pq_scan
-        kernel(tables, offsets, self.codes, heap_d, heap_i)
+        kernel(tables, offsets, stored.codes, heap_d, heap_i)
 
-    def _lvq_args(self, queries) -> tuple:
+    def _lvq_args(self, stored: _Stored, queries) -> tuple:
         """Kernel arguments: (queries, offsets, codes, residual, steps, biases, bits,
         residual_bits, kind), queries centred for squared L2."""
-        lvq, codes = self.quantizer, self.codes
+        lvq, codes = self.quantizer, stored.codes
         if self._kind() == "inner_product":
             kind, offsets = KIND_IP, (queries @ lvq.mean).astype(np.float32)
         else:
@@ -312,12 +348,12 @@ class CompressedIndex:
         residual = codes.residual
         if residual is None:
             residual = np.empty((len(codes), 0), dtype=np.uint8)
-        steps, biases = self._constants
+        steps, biases = stored.constants
         return (queries, offsets, codes.codes, residual, steps, biases, lvq.bits,
                 lvq.residual_bits, kind)
 
-    def _scan_lvq(self, queries, heap_d, heap_i) -> None:
-        args = self._lvq_args(queries)
+    def _scan_lvq(self, stored: _Stored, queries, heap_d, heap_i) -> None:
+        args = self._lvq_args(stored, queries)
         if queries.shape[0] < _LVQ_BATCH:
             queries, offsets, codes, _, steps, biases, bits, residual_bits, kind = args
             # the int32 products of lvq8_ip_scan hold 255 * dim * |qi| < 2**31
@@ -359,25 +395,27 @@ class CompressedIndex:
         finish_heaps(heap_d, heap_i)
         return heap_i
 
-    def _rerank(self, queries, cand_ids, k) -> SearchResult:
+    def _rerank(self, stored: _Stored, queries, cand_ids, k) -> SearchResult:
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
-        rescore(queries, self._full, cand_ids, METRIC_CODES[self.metric], k, ids, dists)
-        return SearchResult(ids, self._unscale(dists, ids))
+        rescore(queries, stored.full, cand_ids, METRIC_CODES[self.metric], k, ids,
+                dists)
+        return SearchResult(ids, self._unscale(stored.scale, dists, ids))
 
-    def _unscale(self, dists: NDArray, ids: NDArray) -> NDArray[np.float32]:
-        """Distances in the data's units (undoing ``_scale``), clipped to float32."""
+    def _unscale(self, scale: float, dists: NDArray,
+                 ids: NDArray) -> NDArray[np.float32]:
+        """Distances in the data's units (undoing ``scale``), clipped to float32."""
         dists = dists.astype(np.float64)
-        if self._scale != 1.0:
+        if scale != 1.0:
             power = 1 if self.metric == "euclidean" else 2
-            exponent = int(np.frexp(self._scale)[1]) - 1
+            exponent = int(np.frexp(scale)[1]) - 1
             dists *= np.ldexp(1.0, -power * exponent)
         np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
         return dists.astype(np.float32)
 
-    def _as_result(self, heap_d, heap_i, k) -> SearchResult:
+    def _as_result(self, stored: _Stored, heap_d, heap_i, k) -> SearchResult:
         """Code distances in the metric's units, padded to ``k`` columns."""
-        dist = self._unscale(heap_d, heap_i)
+        dist = self._unscale(stored.scale, heap_d, heap_i)
         if self.metric == "cosine":
             dist = np.maximum(dist + np.float32(1.0), np.float32(0.0))
         elif self.metric == "euclidean":

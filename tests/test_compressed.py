@@ -174,3 +174,41 @@ def test_queries_whose_code_distances_overflow_raise(rng, spec, n_queries):
         index.search(queries * np.float32(1e20), 3)
     far = index.search(queries * np.float32(1e15), 3)
     assert (far.ids >= 0).all() and np.isfinite(far.distances).all()
+
+
+@pytest.mark.parametrize("spec", ["lvq8", "pq4"])
+def test_refit_keeps_the_scale_of_the_first_fit(rng, spec):
+    """A second fit re-encodes with the quantizer the first fitted on scaled data;
+    it once dropped that scale (LVQ refused the data, PQ coded it unscaled)."""
+    database = _data(rng) * np.float32(1e20)
+    queries = database[:5] + np.float32(1e18)
+    index = CompressedIndex(_quantizer(spec), "sqeuclidean").fit(database)
+    first = index.search(queries, 3)
+    second = index.fit(database).search(queries, 3)
+    np.testing.assert_array_equal(second.ids, first.ids)
+    np.testing.assert_array_equal(second.distances, first.distances)
+    assert (first.ids[:, 0] == np.arange(5)).all()
+
+
+@pytest.mark.parametrize("spec", ["lvq8", "pq4"])
+@pytest.mark.parametrize("rerank", [0, 8])
+def test_search_keeps_its_codes_while_another_thread_refits(rng, monkeypatch, spec,
+                                                            rerank):
+    """fit from another thread during a search: the search finishes on the codes
+    it started with. It once read new codes with missing or old constants."""
+    from leanvec import compressed
+
+    database, queries = _data(rng), _data(rng, 20)
+    index = CompressedIndex(_quantizer(spec), "inner_product", rerank).fit(database)
+    expected = index.search(queries, 4)
+    finish = compressed.finish_heaps
+
+    def finish_then_refit(*args):
+        finish(*args)
+        index.fit(database[:6].copy())
+
+    monkeypatch.setattr(compressed, "finish_heaps", finish_then_refit)
+    found = index.search(queries, 4)
+    np.testing.assert_array_equal(found.ids, expected.ids)
+    np.testing.assert_array_equal(found.distances, expected.distances)
+    assert index.n == 6
