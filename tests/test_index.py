@@ -413,3 +413,24 @@ def test_files_without_norms_still_load(tmp_path, data, monkeypatch):
     result = loaded.search(q, 5)
     np.testing.assert_array_equal(result.ids, expected.ids)
     np.testing.assert_array_equal(result.distances, expected.distances)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine", "inner_product"])
+@pytest.mark.parametrize("primary", ["float32", "lvq8"])
+def test_groups_of_equal_rows_larger_than_the_degree_stay_reachable(metric,
+                                                                    primary):
+    """A row equal to the node being linked occluded every other candidate, so a
+    group of more than ``degree`` equal rows linked only to itself: queries
+    equal to another group's row found nothing of it."""
+    rng = np.random.default_rng(11)
+    rows = rng.standard_normal((3, 6)).astype(np.float32)
+    x = np.concatenate([np.repeat(rows, 30, axis=0),
+                        rng.standard_normal((4, 6)).astype(np.float32)])
+    index = Index(metric, leanvec_dims=None, primary=primary, secondary="float32",
+                  degree=8, build_window=32, seed=3).fit(x)
+    found = index.search(rows, 5, window=60, rerank=60)
+    exact = leanvec.exact_search(x, rows, 5, metric)
+    np.testing.assert_allclose(found.distances, exact.distances, rtol=1e-5,
+                               atol=1e-5)
+    if metric != "inner_product":
+        assert (found.ids // 30 == np.arange(3)[:, None]).all()

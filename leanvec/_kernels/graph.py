@@ -504,6 +504,55 @@ def _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32):
     return np.float32(2.0), prim[5][p], True
 
 
+@njit(cache=True, nogil=True)
+def _same_row(x, prim, kind, ref_u32, buf_u32, buf_f32):
+    """True when primary row ``x`` decodes to the bits ``ref_u32``."""
+    _prim_decode(x, prim, kind, buf_u32, buf_f32)
+    for j in range(ref_u32.shape[0]):
+        if buf_u32[j] != ref_u32[j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _split_duplicates(p, rem_i, rem_d, n_rem, prim, kind, shift, ip_mode, dups):
+    """Move the candidates whose primary row equals ``p``'s out of ``rem`` into
+    ``dups``, the next ids after ``p`` first (cyclically); return (n_rem, n_dups).
+
+    A duplicate lies at ``p``'s distance to itself (up to rounding), so only
+    candidates within a small tolerance of it are decoded and compared.
+    """
+    dim = shift.shape[0]
+    u_u32 = np.empty(dim, dtype=np.uint32)
+    u_f32 = u_u32.view(np.float32)
+    buf_u32 = np.empty(dim, dtype=np.uint32)
+    buf_f32 = buf_u32.view(np.float32)
+    c, off, use_aux = _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32)
+    me = np.full(1, p, dtype=np.int32)
+    d_self = np.empty(1, dtype=np.float32)
+    batch_dist(u_f32, c, off, use_aux, me, 1, prim, kind, d_self, buf_u32, buf_f32)
+    tol = np.float32(1e-4) * (abs(d_self[0]) + abs(off) + np.float32(1e-30))
+    _prim_decode(p, prim, kind, u_u32, u_f32)
+    n_dups = 0
+    kept = 0
+    for t in range(n_rem):
+        x = rem_i[t]
+        if (abs(rem_d[t] - d_self[0]) <= tol
+                and _same_row(x, prim, kind, u_u32, buf_u32, buf_f32)):
+            dups[n_dups] = x
+            n_dups += 1
+        else:
+            rem_i[kept] = x
+            rem_d[kept] = rem_d[t]
+            kept += 1
+    keys = np.empty(n_dups, dtype=np.int64)
+    for t in range(n_dups):
+        keys[t] = dups[t] - p + (np.int64(1) << 32 if dups[t] < p else 0)
+    order = np.argsort(keys)
+    dups[:n_dups] = dups[:n_dups][order]
+    return kept, n_dups
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
                  out):
@@ -513,6 +562,13 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
     later candidate ``x`` with ``alpha * d(k, x) <= d(p, x) > 0`` (L2 geometry) or
     ``alpha * <k, x> >= <p, x>`` (inner-product geometry, where distances are
     negated similarities) is dropped. Self and repeated ids are skipped.
+
+    Exact duplicates of ``p`` (same stored row) are linked first, at most half
+    the list (all of it when there is nothing else), taking the next ids after
+    ``p`` cyclically so that a group of equal rows forms a ring; they occlude
+    nothing. Otherwise a duplicate, at distance 0 from ``p``, occludes every
+    other candidate: a group of ``degree`` or more equal rows linked only to
+    itself, and searches never reached it from outside (nor left it).
 
     Returns the number of neighbours written to ``out``.
     """
@@ -529,13 +585,27 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
         rem_d[n_rem] = cand_d[o]
         n_rem += 1
 
+    dups = np.empty(n_rem, dtype=np.int32)
+    n_rem, n_dups = _split_duplicates(p, rem_i, rem_d, n_rem, prim, kind, shift,
+                                      ip_mode, dups)
+    count = 0
+    take = degree if n_rem == 0 else max(1, degree // 2)
+    for t in range(n_dups):
+        if count == take:
+            break
+        repeated = False
+        for s in range(count):
+            repeated = repeated or out[s] == dups[t]
+        if not repeated:
+            out[count] = dups[t]
+            count += 1
+
     dim = shift.shape[0]
     u_u32 = np.empty(dim, dtype=np.uint32)
     u_f32 = u_u32.view(np.float32)
     buf_u32 = np.empty(dim, dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
     d_kx = np.empty(n_rem, dtype=np.float32)
-    count = 0
     head = 0
     while head < n_rem and count < degree:
         x = rem_i[head]
