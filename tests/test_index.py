@@ -434,3 +434,18 @@ def test_groups_of_equal_rows_larger_than_the_degree_stay_reachable(metric,
                                atol=1e-5)
     if metric != "inner_product":
         assert (found.ids // 30 == np.arange(3)[:, None]).all()
+
+
+def test_window_and_rerank_beyond_n_cost_no_memory():
+    """A window or re-rank depth of 10**12 once allocated buffers of that size (a
+    SystemError from the kernel); beyond n they act as n."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((90, 7)).astype(np.float32)
+    index = Index("sqeuclidean", leanvec_dims=None, primary="lvq4",
+                  secondary="float32", degree=8, build_window=10**12).fit(x)
+    huge = index.search(x[:4], 5, window=10**12, rerank=10**12)
+    full = index.search(x[:4], 5, window=90, rerank=90)
+    np.testing.assert_array_equal(huge.ids, full.ids)
+    np.testing.assert_array_equal(huge.ids[:, 0], np.arange(4))
+    one = index.search(x[0], 5, window=10**12, rerank=10**12)
+    np.testing.assert_array_equal(one.ids, huge.ids[:1])

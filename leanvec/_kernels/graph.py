@@ -463,7 +463,12 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
         Written in place, best first, -1 / +inf padded.
     n_threads : int
         Tasks to split the queries into (numba's current thread count).
+
+    A ``window`` or ``cap`` beyond the ``n`` nodes acts as ``n`` (nothing more
+    can be held), so huge values cost no memory.
     """
+    window = min(window, graph.shape[0])
+    cap = min(cap, graph.shape[0])
     n_tasks = min(us.shape[0], n_threads)
     for task in prange(n_tasks):
         visited = _visited_words(graph.shape[0])
@@ -479,6 +484,8 @@ def search_serial(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, wi
                   out_d):
     """:func:`search_batch` on the calling thread: the low-latency path for few
     queries (no thread-pool launch)."""
+    window = min(window, graph.shape[0])
+    cap = min(cap, graph.shape[0])
     visited = _visited_words(graph.shape[0])
     for q in range(us.shape[0]):
         _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
@@ -648,8 +655,9 @@ def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, degree, ent
     Candidates are the expanded nodes of the search plus the current neighbours.
     ``out_lists`` (batch, degree) int32 and ``out_counts`` (batch,) receive the
     lists (at most ``degree`` long); the caller writes them into the graph and
-    adds reverse edges.
+    adds reverse edges. A ``window`` beyond the ``n`` nodes acts as ``n``.
     """
+    window = min(window, graph.shape[0])
     n_tasks = min(points.shape[0], n_threads)
     for task in prange(n_tasks):
         visited = _visited_words(graph.shape[0])
