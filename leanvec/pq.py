@@ -37,9 +37,17 @@ _SWEEP_SLACK = 0.015
 
 def _assign(x: NDArray[np.float32], centroids: NDArray[np.float32],
             ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Nearest centroid of each row of ``x`` and the squared error."""
+    """Nearest centroid of each row of ``x`` and the squared error.
+
+    Distances are expanded as ||x||^2 - 2 <x, c> + ||c||^2 around the centroids'
+    mean: about the origin, data far from it (norms much larger than the
+    distances) lost every digit in float32 and was coded to arbitrary centroids.
+    """
     labels = np.empty(x.shape[0], dtype=np.int64)
     errors = np.empty(x.shape[0], dtype=np.float32)
+    centre = centroids.mean(axis=0, dtype=np.float64).astype(np.float32)
+    centroids = np.ascontiguousarray(centroids - centre)
+    x = np.ascontiguousarray(x - centre)
     sq = np.einsum("ij,ij->i", centroids, centroids).astype(np.float32)
     assign_nearest(x, centroids, sq, labels, errors)
     return labels, errors
@@ -183,14 +191,22 @@ class PQ(Saveable):
         width = lanes if lanes > 0 else max(n_queries, 1)
         n_blocks = -(-n_queries // width)
         dsub = self.codebooks.shape[2]
+        books = self.codebooks
         sub = np.zeros((n_blocks * width, self.n_bytes, dsub), dtype=np.float32)
         sub[:n_queries] = queries.reshape(n_queries, self.n_bytes, dsub)
+        if metric != "inner_product":
+            # ||y - c||^2 = ||y||^2 + ||c||^2 - 2 <y, c> loses every digit in
+            # float32 when the norms dwarf the distances (data far from the origin):
+            # expand around each subspace's codebook centre instead.
+            centre = books.mean(axis=1, dtype=np.float64).astype(np.float32)
+            books = books - centre[:, None, :]
+            sub[:n_queries] -= centre[None]
         sub = sub.reshape(n_blocks, width, self.n_bytes, dsub).transpose(0, 2, 3, 1)
-        ip = np.matmul(self.codebooks, sub)  # (n_blocks, n_bytes, 256, width)
+        ip = np.matmul(books, sub)  # (n_blocks, n_bytes, 256, width)
         if metric == "inner_product":
             tables = np.negative(ip, out=ip)
         else:
-            csq = np.einsum("mcd,mcd->mc", self.codebooks, self.codebooks)
+            csq = np.einsum("mcd,mcd->mc", books, books)
             qsq = np.einsum("bmdw,bmdw->bmw", sub, sub)
             tables = (qsq[:, :, None, :] + csq[None, :, :, None]
                       - np.float32(2.0) * ip)
