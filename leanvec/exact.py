@@ -36,6 +36,11 @@ _SMALL_BATCH_VALUES = 1 << 21
 _REFINE_MARGIN = 4
 _F32_MAX = float(np.finfo(np.float32).max)
 _NO_NORMS = np.zeros(0, dtype=np.float32)
+# Under L2, candidates are scored about the database's mean when its norm exceeds
+# this many times the rows' RMS distance to it (float32 products about the origin
+# then cancel most digits of the distances).
+_CENTRE_RATIO = 4.0
+_CHUNK_ROWS = 8192
 
 
 _scratch_lock = threading.Lock()
@@ -45,11 +50,48 @@ _scratch_buffer = np.empty(0, dtype=np.float32)
 class _Stored(NamedTuple):
     """A FlatIndex's database, replaced whole (one attribute store) by fit and add,
     so that a search running meanwhile in another thread sees one consistent
-    snapshot: rows, squared norms (L2 only) and largest magnitude."""
+    snapshot: rows, squared norms (L2 only, of the rows minus ``centre``), largest
+    magnitude (of the rows minus ``centre``) and the centre (L2 data far from the
+    origin, else None)."""
 
     base: NDArray[np.float32]
     base_sq: NDArray[np.float32] | None
     amax: float
+    centre: NDArray[np.float32] | None = None
+
+
+def _l2_centre(rows: NDArray[np.float32]) -> NDArray[np.float32] | None:
+    """The rows' mean when it lies far from the origin compared with the rows'
+    spread about it (see ``_CENTRE_RATIO``), else None."""
+    if rows.shape[0] < 2:
+        return None
+    mean = rows.mean(axis=0, dtype=np.float64)
+    # mean |x - mean|^2 = mean |x|^2 - |mean|^2, in float64
+    spread = 0.0
+    for s in range(0, rows.shape[0], _CHUNK_ROWS):
+        part = rows[s:s + _CHUNK_ROWS]
+        spread += float(np.einsum("ij,ij->", part, part, dtype=np.float64))
+    spread = spread / rows.shape[0] - float(mean @ mean)
+    if float(mean @ mean) <= _CENTRE_RATIO**2 * spread:
+        return None
+    centre = mean.astype(np.float32)
+    return centre if np.isfinite(centre).all() else None
+
+
+def _centred_norms(rows: NDArray[np.float32], centre: NDArray[np.float32] | None,
+                   ) -> tuple[NDArray[np.float32], float]:
+    """|x - centre|^2 (float32) of every row, and the largest |x_j - centre_j|."""
+    if centre is None:
+        with np.errstate(over="ignore"):
+            return np.einsum("ij,ij->i", rows, rows).astype(np.float32), max_abs(rows)
+    sq = np.empty(rows.shape[0], dtype=np.float32)
+    amax = 0.0
+    for s in range(0, rows.shape[0], _CHUNK_ROWS):
+        with np.errstate(over="ignore"):
+            part = rows[s:s + _CHUNK_ROWS] - centre
+            sq[s:s + part.shape[0]] = np.einsum("ij,ij->i", part, part)
+        amax = max(amax, max_abs(part))
+    return sq, amax
 
 
 @contextmanager
@@ -92,7 +134,10 @@ class FlatIndex:
     rounding and duplicates are at distance exactly 0.
 
     Data whose largest magnitude lies outside [2^-40, 2^50] (1e-12 .. 1e15) is
-    scored after scaling by a power of two, which keeps the ranking exact. Reported
+    scored after scaling by a power of two, which keeps the ranking exact. Under
+    L2, a database whose mean lies far from the origin (beyond 4 times the rows'
+    RMS distance to it) is scored about that mean, block by block, so that the
+    float32 products keep the digits of the distances. Reported
     distances are float32: ones beyond its range are clipped to +-3.4e38 (valid hits
     never read +inf), and ones below its smallest subnormal read 0.
     """
@@ -135,14 +180,19 @@ class FlatIndex:
         logger.debug("FlatIndex holds %d vectors of dim %d", *stored.base.shape)
         return self
 
-    def _store(self, rows: NDArray[np.float32]) -> _Stored:
-        """The stored form of validated ``rows`` (n, dim) float32."""
-        base = rows if self.metric != "cosine" else normalize_rows(rows)
-        base_sq = None
-        if self.metric in ("sqeuclidean", "euclidean"):
-            with np.errstate(over="ignore"):
-                base_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float32)
-        return _Stored(base, base_sq, max_abs(base))
+    def _store(self, rows: NDArray[np.float32], old: _Stored | None = None,
+               ) -> _Stored:
+        """The stored form of validated ``rows`` (n, dim) float32; ``old`` (adding
+        to it) gives the centre."""
+        if self.metric not in ("sqeuclidean", "euclidean"):
+            base = rows if self.metric != "cosine" else normalize_rows(rows)
+            return _Stored(base, None, max_abs(base))
+        centre = _l2_centre(rows) if old is None else old.centre
+        base_sq, amax = _centred_norms(rows, centre)
+        if not np.isfinite(amax):
+            raise ValueError(f"vectors minus the database's mean overflow float32 "
+                             f"(largest magnitude {max_abs(rows):.3g})")
+        return _Stored(rows, base_sq, amax, centre)
 
     def add(self, vectors: ArrayLike) -> NDArray[np.int64]:
         """Append ``vectors`` to the database and return their ids.
@@ -154,12 +204,12 @@ class FlatIndex:
         if old is None:
             self.fit(vectors)
             return np.arange(self.n, dtype=np.int64)
-        extra = self._store(as_matrix(vectors, "vectors", old.base.shape[1]))
+        extra = self._store(as_matrix(vectors, "vectors", old.base.shape[1]), old)
         base_sq = None
         if old.base_sq is not None:
             base_sq = np.concatenate([old.base_sq, extra.base_sq])
         self._stored = _Stored(np.concatenate([old.base, extra.base]), base_sq,
-                               max(old.amax, extra.amax))
+                               max(old.amax, extra.amax), old.centre)
         return np.arange(old.base.shape[0], self._stored.base.shape[0],
                          dtype=np.int64)
 
@@ -202,8 +252,15 @@ class FlatIndex:
         n = stored.base.shape[0]
         keep = min(k + _REFINE_MARGIN, n)
         scored = queries if self.metric != "cosine" else normalize_rows(queries)
-        scale = self._scale(stored, queries)
-        ranked = apply_scale(scored, scale)
+        ranked = scored
+        if stored.centre is not None:
+            with np.errstate(over="ignore"):
+                ranked = scored - stored.centre
+            if not np.isfinite(max_abs(ranked)):
+                raise ValueError(f"queries minus the database's mean overflow "
+                                 f"float32 (largest magnitude {max_abs(scored):.3g})")
+        scale = self._scale(stored, ranked)
+        ranked = apply_scale(ranked, scale)
         if stored.base_sq is not None:
             bias = np.einsum("ij,ij->i", ranked, ranked).astype(np.float32)
         else:
@@ -244,6 +301,8 @@ def _block_products(stored: _Stored, queries: NDArray[np.float32], b0: int,
     """
     block = stored.base[b0:b0 + out.shape[1]]
     base_sq = stored.base_sq
+    if stored.centre is not None:
+        block = block - stored.centre
     if scale != 1.0:
         block = apply_scale(block, scale)
         if base_sq is not None:
