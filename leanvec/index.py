@@ -409,7 +409,12 @@ class Index:
         self._sec_lvq = None
         if self.secondary == "lvq8":
             self._sec_lvq = LVQ(bits=8).fit(base)
-        lvq_mean = self._lvq.mean if self._lvq is not None else np.zeros(d, np.float32)
+        if self._lvq is not None:
+            lvq_mean = self._lvq.mean
+        else:
+            # float primaries are stored about their mean too: far from the origin,
+            # float32 products with uncentred rows lose the distances' digits
+            lvq_mean = reduced.mean(axis=0, dtype=np.float64).astype(np.float32)
         shift = np.zeros(d, dtype=np.float32)
         if self.projection is not None and self.metric not in _L2:
             # Primaries are B^T (x - mean); B^T mean restores <A^T q, B^T x>.
@@ -449,9 +454,9 @@ class Index:
                "p_u8": _empty((0, 1), np.uint8), "p_steps": _empty((0,), np.float32),
                "p_biases": _empty((0,), np.float32)}
         if self.primary == "float32":
-            out["p_f32"] = reduced
+            out["p_f32"] = np.ascontiguousarray(reduced - self._consts["lvq_mean"])
         elif self.primary == "float16":
-            out["p_f16"] = _f16_bits(reduced, "primary")
+            out["p_f16"] = _f16_bits(reduced - self._consts["lvq_mean"], "primary")
         else:
             codes = self._lvq.encode(reduced)
             out["p_u8"] = codes.codes

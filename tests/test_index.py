@@ -449,3 +449,17 @@ def test_window_and_rerank_beyond_n_cost_no_memory():
     np.testing.assert_array_equal(huge.ids[:, 0], np.arange(4))
     one = index.search(x[0], 5, window=10**12, rerank=10**12)
     np.testing.assert_array_equal(one.ids, huge.ids[:1])
+
+
+@pytest.mark.parametrize("primary, secondary", [("float32", None), ("float16", "float32")])
+def test_float_primaries_far_from_the_origin_keep_their_recall(rng, primary, secondary):
+    """Float primaries are stored about their mean, as LVQ codes are: uncentred, an
+    offset of 1e4 left float32 products without the distances' digits."""
+    base = rng.standard_normal((3000, 16)).astype(np.float32)
+    queries = rng.standard_normal((50, 16)).astype(np.float32)
+    offset = np.float32(1e4)
+    truth = leanvec.exact_search(base, queries, 10, "sqeuclidean").ids
+    index = leanvec.Index("sqeuclidean", leanvec_dims=None, primary=primary,
+                          secondary=secondary, seed=0).fit(base + offset)
+    found = index.search(queries + offset, 10, window=64, rerank=64).ids
+    assert leanvec.recall_at_k(found, truth, 10) > 0.9
