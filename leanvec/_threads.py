@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 
 import numba
+
+# Serialises parallel kernels when numba's threading layer cannot run two at once.
+_layer_lock = threading.RLock()
+
+
+@functools.lru_cache(maxsize=1)
+def _serial_layer() -> bool:
+    """True when numba runs parallel kernels on its "workqueue" layer (no OpenMP or
+    TBB found), which aborts the process if two threads launch kernels at once."""
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        return numba.threading_layer() == "workqueue"
+    except Exception:  # an unknown numba: assume the worst, stay correct
+        return True
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,19 +44,22 @@ def limit_threads(n_threads: int | None) -> Iterator[None]:
     """Run the block with at most ``n_threads`` threads, then restore the old count.
 
     ``None`` leaves every pool as it is. BLAS pools are limited only when the
-    optional ``threadpoolctl`` package is importable.
+    optional ``threadpoolctl`` package is importable. On numba's "workqueue"
+    threading layer, blocks from different threads run one at a time.
     """
-    if n_threads is None:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        controller = _blas_controller()
-        if controller is None:
+    guard = _layer_lock if _serial_layer() else contextlib.nullcontext()
+    with guard:
+        if n_threads is None:
             yield
-        else:
-            with controller.limit(limits=n_threads, user_api="blas"):
+            return
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            controller = _blas_controller()
+            if controller is None:
                 yield
-    finally:
-        numba.set_num_threads(previous)
+            else:
+                with controller.limit(limits=n_threads, user_api="blas"):
+                    yield
+        finally:
+            numba.set_num_threads(previous)

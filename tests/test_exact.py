@@ -347,3 +347,29 @@ def test_l2_data_far_from_the_origin(rng, reference, metric, offset):
     np.testing.assert_allclose(result.distances, dist, rtol=1e-5)
     twin = index.search(database[[7, 1600]], 1)
     assert (twin.ids[:, 0] == [7, 1600]).all() and (twin.distances == 0.0).all()
+
+
+def test_concurrent_searches_on_the_workqueue_threading_layer(tmp_path):
+    """numba's fallback layer aborts the process when two threads launch parallel
+    kernels at once; leanvec then runs them one at a time."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "concurrent.py"
+    script.write_text(
+        "import numpy as np, leanvec, numba\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "rng = np.random.default_rng(0)\n"
+        "index = leanvec.FlatIndex('inner_product').fit(\n"
+        "    rng.standard_normal((3000, 8)).astype(np.float32))\n"
+        "batches = [rng.standard_normal((20, 8)).astype(np.float32) for _ in range(6)]\n"
+        "want = [index.search(b, 5).ids for b in batches]\n"
+        "with ThreadPoolExecutor(6) as pool:\n"
+        "    got = list(pool.map(lambda b: index.search(b, 5).ids, batches * 3))\n"
+        "assert all((g == w).all() for g, w in zip(got, want * 3))\n"
+        "print(numba.threading_layer())\n")
+    env = {**__import__("os").environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "workqueue"
