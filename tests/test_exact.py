@@ -355,7 +355,7 @@ def test_concurrent_searches_on_the_workqueue_threading_layer(tmp_path):
     import subprocess
     import sys
 
-    script = tmp_path / "concurrent.py"
+    script = tmp_path / "many_threads.py"
     script.write_text(
         "import numpy as np, leanvec, numba\n"
         "from concurrent.futures import ThreadPoolExecutor\n"
