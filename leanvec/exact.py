@@ -271,6 +271,7 @@ class FlatIndex:
         rows = min(QUERY_BLOCK, queries.shape[0])
         # few queries: wider blocks, fewer calls (one matrix-vector product for one)
         columns = min(n, max(BASE_BLOCK, _SMALL_BATCH_VALUES // rows))
+        base_sq = _scaled_norms(stored, scale)
         with _scratch(rows * columns) as buffer:
             for q0 in range(0, queries.shape[0], QUERY_BLOCK):
                 q1 = min(q0 + QUERY_BLOCK, queries.shape[0])
@@ -279,8 +280,7 @@ class FlatIndex:
                 for b0 in range(0, n, columns):
                     width = min(columns, n - b0)
                     scores = buffer[:(q1 - q0) * width].reshape(q1 - q0, width)
-                    base_sq = _block_products(stored, ranked[q0:q1], b0, scale,
-                                              scores)
+                    _block_products(stored, ranked[q0:q1], b0, scale, scores)
                     select_block(scores, b0, bias[q0:q1],
                                  _NO_NORMS if base_sq is None else base_sq,
                                  base_sq is not None, heap_d, heap_i)
@@ -292,24 +292,31 @@ class FlatIndex:
 
 
 def _block_products(stored: _Stored, queries: NDArray[np.float32], b0: int,
-                    scale: float, out: NDArray[np.float32],
-                    ) -> NDArray[np.float32] | None:
-    """Write <q, x> for database rows [b0, b0 + out.shape[1]) into ``out``; return
-    |x|^2 of those rows under L2 (indexed by absolute row), else None.
+                    scale: float, out: NDArray[np.float32]) -> None:
+    """Write <q, x> for database rows [b0, b0 + out.shape[1]) into ``out``.
 
     ``queries`` are already multiplied by ``scale``; the block is scaled here.
     """
     block = stored.base[b0:b0 + out.shape[1]]
-    base_sq = stored.base_sq
     if stored.centre is not None:
         block = block - stored.centre
-    if scale != 1.0:
+    np.dot(queries, apply_scale(block, scale).T, out=out)
+
+
+def _scaled_norms(stored: _Stored, scale: float) -> NDArray[np.float32] | None:
+    """|scale (x - centre)|^2 of every row under L2 (None otherwise): the stored
+    norms, or when ``scale`` is not 1 the norms of the scaled rows, computed once
+    per search, a block of rows at a time."""
+    if stored.base_sq is None or scale == 1.0:
+        return stored.base_sq
+    out = np.empty(stored.base.shape[0], dtype=np.float32)
+    for s in range(0, stored.base.shape[0], _CHUNK_ROWS):
+        block = stored.base[s:s + _CHUNK_ROWS]
+        if stored.centre is not None:
+            block = block - stored.centre
         block = apply_scale(block, scale)
-        if base_sq is not None:
-            base_sq = np.zeros(b0 + out.shape[1], dtype=np.float32)
-            base_sq[b0:] = np.einsum("ij,ij->i", block, block)
-    np.dot(queries, block.T, out=out)
-    return base_sq
+        out[s:s + block.shape[0]] = np.einsum("ij,ij->i", block, block)
+    return out
 
 
 def exact_search(
