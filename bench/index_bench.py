@@ -203,7 +203,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.dataset = args.dataset or ["ood", "id"]
     args.leanvec_sweep = [(10, 30), (15, 40), (20, 50), (30, 60), (40, 80), (50, 90),
-                          (60, 100), (80, 120), (100, 150), (100, 250), (160, 400),
+                          (60, 100), (80, 120), (100, 150), (100, 250), (140, 250),
+                          (160, 400),
                           (250, 500)]
     return args
 
