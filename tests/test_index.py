@@ -185,9 +185,12 @@ def test_auto_dims():
     rng = np.random.default_rng(4)
     x = clustered(rng, 300, 120, rank=20)
     index = Index(degree=8, build_window=20).fit(x)
-    assert index.projection.leanvec_dims == 32
+    assert index.projection.leanvec_dims == 48  # half of 120, a multiple of 16
     small = Index(degree=8).fit(x[:, :90])
     assert small.projection is None
+    # half up to 512 features, a third beyond
+    assert [Index()._resolve_dims(d) for d in (96, 384, 512, 768, 1024)] == [
+        48, 192, 256, 256, 336]
 
 
 def test_bytes_per_vector(data):
