@@ -226,6 +226,8 @@ class Index:
         self._a: dict[str, NDArray] = {}
         self._consts: dict[str, NDArray] = {}
         self._entry = 0
+        # what searches read: (arrays, entry), replaced whole when add() is done
+        self._view: tuple[dict[str, NDArray], int] = (self._a, 0)
         self._scale = 1.0
 
     # ------------------------------------------------------------ properties
@@ -327,6 +329,7 @@ class Index:
             with limit_threads(self.n_threads):
                 self._insert(linked, (1.0, self._alpha()), progress, grow=True)
         self._drop_build_aux()
+        self._view = (self._a, self._entry)
         logger.info("Index built over %d vectors, %.0f bytes per vector", self.n,
                     self.bytes_per_vector)
         return self
@@ -340,6 +343,9 @@ class Index:
         if vectors.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
         vectors = self._prepare(vectors, "vectors")
+        # Work on a new dict: searches in other threads keep reading the published
+        # one (add replaces arrays, it never writes into the published ones).
+        self._a = dict(self._a)
         empty_graph = self._a["zero_ids"].shape[0] == start
         self._append_vectors(vectors, self._reduce(vectors))
         linked = self._linked(start)
@@ -349,6 +355,7 @@ class Index:
             with limit_threads(self.n_threads):
                 self._insert(linked, (self._alpha(),), None, grow=empty_graph)
         self._drop_build_aux()
+        self._view = (self._a, self._entry)
         return np.arange(start, self.n, dtype=np.int64)
 
     def _resolve_dims(self, dim: int) -> int | None:
@@ -490,13 +497,13 @@ class Index:
         return out
 
     # ------------------------------------------------------------ graph build
-    def _prim(self) -> tuple:
-        a = self._a
+    def _prim(self, a: dict[str, NDArray] | None = None) -> tuple:
+        a = self._a if a is None else a
         return (a["p_f32"], a["p_f16"], a["p_u8"], a["p_steps"], a["p_biases"],
                 a["aux"])
 
-    def _sec(self) -> tuple:
-        a = self._a
+    def _sec(self, a: dict[str, NDArray] | None = None) -> tuple:
+        a = self._a if a is None else a
         return (a["s_f32"], a["s_f16"], a["s_u8"], a["s_steps"], a["s_biases"],
                 a["s_mean"], a["s_norms"])
 
@@ -617,27 +624,29 @@ class Index:
         if queries.shape[0] == 0:
             return empty_result(0, k)
         queries = self._prepare(queries, "queries")
-        if self._a["zero_ids"].shape[0] == self.n:
+        a, entry = self._view
+        if a["zero_ids"].shape[0] == a["degrees"].shape[0]:
             ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
             dists = np.full((queries.shape[0], k), np.inf)
         else:
-            ids, dists = self._search_graph(queries, k, window, rerank)
-        ids, dists = self._merge_zero_rows(ids, dists)
+            ids, dists = self._search_graph(queries, k, window, rerank, a, entry)
+        ids, dists = self._merge_zero_rows(ids, dists, a)
         return SearchResult(ids, self._unscale(dists, ids))
 
     def _search_graph(self, queries: NDArray[np.float32], k: int, window: int,
-                      rerank: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Traverse and re-rank for prepared ``queries``: ids (n_queries, k) int64
-        and distances (n_queries, k) float64 in the index's scaled units."""
-        args = self._query_args(queries)
+                      rerank: int, a: dict[str, NDArray], entry: int,
+                      ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Traverse and re-rank for prepared ``queries`` over the arrays ``a`` from
+        ``entry``: ids (n_queries, k) int64 and distances (n_queries, k) float64 in
+        the index's scaled units."""
+        args = self._query_args(queries, a)
         cap = max(rerank, k)
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
-        a = self._a
-        common = (self._prim(), _PRIMARY[self.primary], a["graph"], a["degrees"],
-                  self._entry, window, cap, rerank)
+        common = (self._prim(a), _PRIMARY[self.primary], a["graph"], a["degrees"],
+                  entry, window, cap, rerank)
         us, c, offsets, use_aux, full, final = args
-        tail = (full, self._sec(), _SECONDARY[self.secondary],
+        tail = (full, self._sec(a), _SECONDARY[self.secondary],
                 METRIC_CODES[self.metric], final, ids, dists)
         if queries.shape[0] == 1 or self.n_threads == 1:
             kg.search_serial(us, c, offsets, use_aux, *common, *tail)
@@ -647,11 +656,12 @@ class Index:
                                 numba.get_num_threads())
         return ids, dists
 
-    def _merge_zero_rows(self, ids: NDArray[np.int64], dists: NDArray[np.float64]
+    def _merge_zero_rows(self, ids: NDArray[np.int64], dists: NDArray[np.float64],
+                         a: dict[str, NDArray],
                          ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Merge the zero rows (cosine distance exactly 1, lowest ids first) into
         the results found on the graph, which never holds them."""
-        zero_ids = self._a["zero_ids"]
+        zero_ids = a["zero_ids"]
         k = ids.shape[1]
         if zero_ids.shape[0] == 0:
             return ids, dists
@@ -672,12 +682,11 @@ class Index:
         np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
         return dists.astype(np.float32)
 
-    def _query_args(self, full: NDArray[np.float32]) -> tuple:
+    def _query_args(self, full: NDArray[np.float32], a: dict[str, NDArray]) -> tuple:
         """Traversal queries and the per-query distance terms (kernel docstring)
         for prepared queries ``full``."""
         t = full if self.projection is None else self.projection.transform_queries(
             full)
-        a = self._a
         if self._search_ip:
             c = np.float32(2.0 if self.metric in _L2 else 1.0)
             offsets = -c * (t @ (a["lvq_mean"] + a["proj_shift"]))
@@ -731,6 +740,7 @@ class Index:
         except KeyError as err:
             raise ValueError(f"{path} lacks the index entry {err}") from None
         index._consts = {n: index._a[n] for n in ("lvq_mean", "proj_shift")}
+        index._view = (index._a, index._entry)
         a = index._a
         if (index.metric == "cosine" and index.secondary == "lvq8"
                 and a["s_norms"].shape[0] != index.n):

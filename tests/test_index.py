@@ -466,3 +466,40 @@ def test_float_primaries_far_from_the_origin_keep_their_recall(rng, primary, sec
                           secondary=secondary, seed=0).fit(base + offset)
     found = index.search(queries + offset, 10, window=64, rerank=64).ids
     assert leanvec.recall_at_k(found, truth, 10) > 0.9
+
+
+def test_searches_while_another_thread_adds(rng):
+    """add() publishes its arrays when done; searches meanwhile use the old ones."""
+    import threading
+
+    base = rng.standard_normal((1500, 16)).astype(np.float32)
+    extra = rng.standard_normal((4, 300, 16)).astype(np.float32)
+    queries = rng.standard_normal((40, 16)).astype(np.float32)
+    index = leanvec.Index("sqeuclidean", leanvec_dims=None, degree=16, build_window=32,
+                          n_threads=1, seed=0).fit(base)
+    errors, done = [], threading.Event()
+
+    def search_loop():
+        try:
+            while not done.is_set():
+                n_before = len(index)
+                found = index.search(queries, 5, window=32, rerank=32).ids
+                assert found.min() >= 0 and found.max() < max(n_before, len(index))
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    readers = [threading.Thread(target=search_loop) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for batch in extra:
+            index.add(batch)
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
+    assert not errors, errors
+    everything = np.concatenate([base, *extra])
+    truth = leanvec.exact_search(everything, queries, 5, "sqeuclidean").ids
+    found = index.search(queries, 5, window=64, rerank=64).ids
+    assert leanvec.recall_at_k(found, truth, 5) > 0.9
