@@ -84,17 +84,21 @@ def _fitted(kind, rng):
     return LR2VQ(4, dims=8, per_block=True, n_iter=2, kmeans_iter=4).fit(x), x
 
 
+def _decoded_distances(quantizer, codes, queries, metric):
+    """float64 distances of ``queries`` to the decoded ``codes``: the reference."""
+    decoded = quantizer.decode(codes).astype(np.float64)
+    if metric == "inner_product":
+        return -(queries.astype(np.float64) @ decoded.T)
+    return ((queries[:, None, :].astype(np.float64) - decoded[None]) ** 2).sum(-1)
+
+
 @pytest.mark.parametrize("kind", ["pq", "lr2vq", "block"])
 @pytest.mark.parametrize("metric", ["inner_product", "sqeuclidean"])
 def test_table_distances_match_decoded_vectors(rng, kind, metric):
     quantizer, x = _fitted(kind, rng)
     queries = rng.standard_normal((5, 16)).astype(np.float32)
     codes = quantizer.encode(x)
-    decoded = quantizer.decode(codes).astype(np.float64)
-    if metric == "inner_product":
-        ref = -(queries.astype(np.float64) @ decoded.T)
-    else:
-        ref = ((queries[:, None, :].astype(np.float64) - decoded[None]) ** 2).sum(-1)
+    ref = _decoded_distances(quantizer, codes, queries, metric)
 
     tables, offsets = quantizer.search_tables(queries, metric)
     cand = np.tile(np.arange(len(x), dtype=np.int64), (5, 1))
@@ -116,11 +120,7 @@ def test_blocked_scan_matches_reference_and_per_query_scan(rng, metric, n_querie
     quantizer, x = _fitted("lr2vq", rng)
     queries = rng.standard_normal((n_queries, 16)).astype(np.float32)
     codes = quantizer.encode(x)
-    decoded = quantizer.decode(codes).astype(np.float64)
-    if metric == "inner_product":
-        ref = -(queries.astype(np.float64) @ decoded.T)
-    else:
-        ref = ((queries[:, None, :].astype(np.float64) - decoded[None]) ** 2).sum(-1)
+    ref = _decoded_distances(quantizer, codes, queries, metric)
     flat, offsets = quantizer.search_tables(queries, metric)
     blocked, offsets_b = quantizer.search_tables(queries, metric, lanes=LANES)
     assert blocked.shape == (-(-n_queries // LANES), 4, 256, LANES)
