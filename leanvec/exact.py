@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import METRIC_CODES
+from ._kernels import int8 as _int8
 from ._kernels.topk import NO_ID, finish_heaps, rescore, select_block
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
@@ -47,6 +48,110 @@ _scratch_lock = threading.Lock()
 _scratch_buffer = np.empty(0, dtype=np.float32)
 
 
+class _Screen(NamedTuple):
+    """8-bit codes of the rows as scored (normalized under cosine, minus the
+    centre under L2) in the packed layout of the 8-bit kernels, with each row's
+    offset and step, score bias (-|x|^2 / 2 under L2, else 0), norm, rounding
+    error norm |x - x~| (plus a float32 allowance) and score slack."""
+
+    codes: NDArray[np.uint8]
+    offset: NDArray[np.float32]
+    step: NDArray[np.float32]
+    bias: NDArray[np.float32]
+    norm: NDArray[np.float32]
+    resid: NDArray[np.float32]
+    slack: NDArray[np.float32]
+    n: int
+
+    @property
+    def bias_up(self) -> NDArray[np.float32]:
+        return self.bias + self.slack
+
+
+# Exact search screens with 8-bit products from this many rows on (below it the
+# float32 products are cheap) and for k up to _SCREEN_MAX_K.
+_SCREEN_MIN_ROWS = 2048
+_SCREEN_MAX_K = 256
+# Database blocks of 16 rows screened per call: 1,920 rows, whose codes stay in
+# the second-level cache while every query is screened against them.
+_SCREEN_CHUNK_BLOCKS = 120
+# Candidates a query may keep when screened again after outgrowing the first
+# pass's room (a few megabytes per group of queries).
+_SCREEN_WIDE_ROOM = 1 << 16
+
+
+def _quantize_rows(rows: NDArray[np.float32], bias: NDArray[np.float32]
+                   ) -> tuple[NDArray[np.uint8], ...]:
+    """Per-row 8-bit codes of ``rows`` (n, dim) with offset, step, norm and bounded
+    rounding error, for :class:`_Screen`."""
+    n, dim = rows.shape
+    width = -(-dim // 4) * 4
+    codes = np.zeros((n, width), dtype=np.uint8)
+    offset = np.empty(n, dtype=np.float32)
+    step = np.empty(n, dtype=np.float32)
+    norm = np.empty(n, dtype=np.float32)
+    resid = np.empty(n, dtype=np.float32)
+    for s in range(0, n, _CHUNK_ROWS):
+        part = rows[s:s + _CHUNK_ROWS]
+        low = part.min(axis=1)
+        high = part.max(axis=1)
+        width_f = (high.astype(np.float64) - low) / 255.0
+        st = width_f.astype(np.float32)
+        safe = np.where(st > 0, st, np.float32(1.0))
+        c = np.rint((part - low[:, None]) / safe[:, None])
+        np.clip(c, 0, 255, out=c)
+        c[st == 0] = 0
+        codes[s:s + part.shape[0], :dim] = c
+        approx = low[:, None].astype(np.float64) + st[:, None].astype(np.float64) * c
+        err = np.sqrt(np.einsum("ij,ij->i", part - approx, part - approx))
+        nrm = np.sqrt(np.einsum("ij,ij->i", part, part, dtype=np.float64))
+        code_norm = np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.float64))
+        # float32 evaluation of qsum * offset + qscale * step * dot: a relative
+        # allowance on the magnitudes of both terms, per unit of |q~|
+        allowance = _int8.ROUNDING * (np.sqrt(dim) * np.abs(low) + st * code_norm + nrm)
+        offset[s:s + part.shape[0]] = low
+        step[s:s + part.shape[0]] = st
+        norm[s:s + part.shape[0]] = nrm * (1 + 2.0**-20)
+        resid[s:s + part.shape[0]] = (err + allowance) * (1 + 2.0**-20)
+    return codes, offset, step, norm, resid
+
+
+def _screen_parts(rows: NDArray[np.float32], bias: NDArray[np.float32]
+                  ) -> tuple[NDArray, ...] | None:
+    """Unpacked 8-bit codes (n, dim rounded up to 4) and per-row arrays of
+    :class:`_Screen` for ``rows`` scored with ``bias``; None when a bound is not
+    finite in float32 (the rows then go through the float32 products)."""
+    codes, offset, step, norm, resid = _quantize_rows(rows, bias)
+    if not (np.isfinite(norm).all() and np.isfinite(resid).all()):
+        return None
+    slack = np.abs(bias) * np.float32(_int8.ROUNDING)
+    return codes, offset, step, bias.astype(np.float32), norm, resid, slack
+
+
+def _pack_screen(parts: tuple[NDArray, ...]) -> _Screen:
+    codes = parts[0]
+    n = codes.shape[0]
+    tile = _int8.TILE_ROWS
+    padded = -(-n // tile) * tile
+
+    def pad(values: NDArray[np.float32]) -> NDArray[np.float32]:
+        out = np.zeros(padded, dtype=np.float32)
+        out[:n] = values
+        return out
+
+    return _Screen(_int8.pack_codes(codes, padded // _int8.BLOCK_ROWS),
+                   *(pad(values) for values in parts[1:]), n)
+
+
+def _unpack_screen(screen: _Screen) -> tuple[NDArray, ...]:
+    n = screen.n
+    n_blocks, d4, _ = screen.codes.shape
+    codes = (screen.codes.reshape(n_blocks, d4, _int8.BLOCK_ROWS, 4)
+             .transpose(0, 2, 1, 3).reshape(n_blocks * _int8.BLOCK_ROWS, d4 * 4)[:n])
+    return (codes, screen.offset[:n], screen.step[:n], screen.bias[:n],
+            screen.norm[:n], screen.resid[:n], screen.slack[:n])
+
+
 class _Stored(NamedTuple):
     """A FlatIndex's database, replaced whole (one attribute store) by fit and add,
     so that a search running meanwhile in another thread sees one consistent
@@ -58,6 +163,7 @@ class _Stored(NamedTuple):
     base_sq: NDArray[np.float32] | None
     amax: float
     centre: NDArray[np.float32] | None = None
+    screen: _Screen | None = None
 
 
 def _l2_centre(rows: NDArray[np.float32]) -> NDArray[np.float32] | None:
@@ -175,7 +281,7 @@ class FlatIndex:
         A search running in another thread meanwhile uses the database it started
         with.
         """
-        stored = self._store(as_matrix(database, "database"))
+        stored = self._with_screen(self._store(as_matrix(database, "database")))
         self._stored = stored
         logger.debug("FlatIndex holds %d vectors of dim %d", *stored.base.shape)
         return self
@@ -194,6 +300,34 @@ class FlatIndex:
                              f"(largest magnitude {max_abs(rows):.3g})")
         return _Stored(rows, base_sq, amax, centre)
 
+    @staticmethod
+    def _with_screen(stored: _Stored, start: int = 0,
+                     old: _Screen | None = None) -> _Stored:
+        """``stored`` with its 8-bit screen: ``old``'s (covering rows [0, start))
+        extended by rows [start, n), or built anew when ``old`` is None. None when
+        it cannot serve: kernels unavailable here, magnitudes outside the
+        float32-safe band, too few rows, a non-finite bound."""
+        n = stored.base.shape[0]
+        if (n < _SCREEN_MIN_ROWS or not _int8.available()
+                or range_scale(stored.amax) != 1.0):
+            return stored
+        if old is None:
+            start = 0
+        rows = stored.base[start:]
+        if stored.centre is not None:
+            rows = rows - stored.centre
+        if stored.base_sq is None:
+            bias = np.zeros(n - start, dtype=np.float32)
+        else:
+            bias = np.float32(-0.5) * stored.base_sq[start:]
+        parts = _screen_parts(rows, bias)
+        if parts is None:
+            return stored
+        if old is not None:
+            parts = tuple(np.concatenate([a, b]) for a, b in
+                          zip(_unpack_screen(old), parts))
+        return stored._replace(screen=_pack_screen(parts))
+
     def add(self, vectors: ArrayLike) -> NDArray[np.int64]:
         """Append ``vectors`` to the database and return their ids.
 
@@ -208,8 +342,9 @@ class FlatIndex:
         base_sq = None
         if old.base_sq is not None:
             base_sq = np.concatenate([old.base_sq, extra.base_sq])
-        self._stored = _Stored(np.concatenate([old.base, extra.base]), base_sq,
-                               max(old.amax, extra.amax), old.centre)
+        merged = _Stored(np.concatenate([old.base, extra.base]), base_sq,
+                         max(old.amax, extra.amax), old.centre)
+        self._stored = self._with_screen(merged, old.base.shape[0], old.screen)
         return np.arange(old.base.shape[0], self._stored.base.shape[0],
                          dtype=np.int64)
 
@@ -249,8 +384,6 @@ class FlatIndex:
 
     def _search(self, stored: _Stored, queries: NDArray[np.float32],
                 k: int) -> SearchResult:
-        n = stored.base.shape[0]
-        keep = min(k + _REFINE_MARGIN, n)
         scored = queries if self.metric != "cosine" else normalize_rows(queries)
         ranked = scored
         if stored.centre is not None:
@@ -260,21 +393,109 @@ class FlatIndex:
                 raise ValueError(f"queries minus the database's mean overflow "
                                  f"float32 (largest magnitude {max_abs(scored):.3g})")
         scale = self._scale(stored, ranked)
+        ids = np.empty((queries.shape[0], k), dtype=np.int64)
+        dists = np.empty((queries.shape[0], k), dtype=np.float64)
+        rest = np.arange(queries.shape[0])
+        if (stored.screen is not None and scale == 1.0 and k <= _SCREEN_MAX_K
+                and k < stored.screen.n):
+            rest = self._screened(stored, scored, ranked, k, ids, dists)
+        if rest.size:
+            if rest.size < queries.shape[0]:
+                logger.debug("%d queries tie too widely for the 8-bit screen",
+                             rest.size)
+            part_ids = np.empty((rest.size, k), dtype=np.int64)
+            part_dists = np.empty((rest.size, k), dtype=np.float64)
+            self._products(stored, np.ascontiguousarray(scored[rest]),
+                           np.ascontiguousarray(ranked[rest]), scale, k,
+                           part_ids, part_dists)
+            ids[rest] = part_ids
+            dists[rest] = part_dists
+        np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
+        return SearchResult(ids, dists.astype(np.float32))
+
+    def _screened(self, stored: _Stored, scored: NDArray[np.float32],
+                  ranked: NDArray[np.float32], k: int, ids: NDArray[np.int64],
+                  dists: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Exact search through the 8-bit screen (see ``_kernels/int8``); fills
+        ``ids``/``dists`` and returns the queries left to the float32 products.
+
+        Queries whose candidates outgrow the first pass's room (rows tied or
+        nearly tied with the k-th, such as many duplicates) are screened again
+        with room for every row, up to _SCREEN_WIDE_ROOM; only beyond that are
+        they left to the float32 products."""
+        room = max(16 * k, 256)
+        wide = min(stored.screen.n, max(_SCREEN_WIDE_ROOM, room))
+        left = []
+        for q0 in range(0, ranked.shape[0], QUERY_BLOCK):
+            q1 = min(q0 + QUERY_BLOCK, ranked.shape[0])
+            over = q0 + self._screen_block(stored, scored[q0:q1], ranked[q0:q1], k,
+                                           room, ids[q0:q1], dists[q0:q1])
+            step = 4 * _int8.TILE_QUERIES
+            for s in range(0, over.size if wide > room else 0, step):
+                part = over[s:s + step]
+                part_ids = np.empty((part.size, k), dtype=np.int64)
+                part_dists = np.empty((part.size, k), dtype=np.float64)
+                again = self._screen_block(stored, scored[part], ranked[part], k,
+                                           wide, part_ids, part_dists)
+                done = np.setdiff1d(np.arange(part.size), again)
+                ids[part[done]] = part_ids[done]
+                dists[part[done]] = part_dists[done]
+                left.append(part[again])
+            if wide <= room:
+                left.append(over)
+        return np.concatenate(left) if left else np.zeros(0, dtype=np.int64)
+
+    def _screen_block(self, stored: _Stored, scored: NDArray[np.float32],
+                      ranked: NDArray[np.float32], k: int, room: int,
+                      ids: NDArray[np.int64], dists: NDArray[np.float64],
+                      ) -> NDArray[np.int64]:
+        """Screen then re-score up to QUERY_BLOCK queries, keeping at most ``room``
+        candidates each; returns the (local) queries that needed more room."""
+        screen = stored.screen
+        n_blocks = screen.codes.shape[0]
+        rows = ranked.shape[0]
+        padded = -(-rows // _int8.TILE_QUERIES) * _int8.TILE_QUERIES
+        qcodes, qsum, qscale, qerr, qnorm = _quantize_queries(
+            ranked, screen.codes.shape[1] * 4, padded)
+        heap_d = np.full((padded, k), np.inf, dtype=np.float32)
+        heap_i = np.full((padded, k), NO_ID, dtype=np.int64)
+        cand_ids = np.empty((padded, room), dtype=np.int64)
+        cand_up = np.empty((padded, room), dtype=np.float32)
+        counts = np.zeros(padded, dtype=np.int64)
+        overflow = np.zeros(padded, dtype=np.bool_)
+        overflow[rows:] = True  # padding
+        bias_up = screen.bias_up
+        for b0 in range(0, n_blocks, _SCREEN_CHUNK_BLOCKS):
+            b1 = min(b0 + _SCREEN_CHUNK_BLOCKS, n_blocks)
+            _int8.screen(screen.codes, screen.offset, screen.step, screen.bias,
+                         bias_up, screen.norm, screen.resid, screen.slack, screen.n,
+                         qcodes, qsum, qscale, qerr, qnorm, b0, b1, heap_d,
+                         heap_i, cand_ids, cand_up, counts, overflow)
+        found = np.full((rows, room), -1, dtype=np.int64)
+        widest = _int8.survivors(heap_d[:rows], cand_ids[:rows], cand_up[:rows],
+                                 counts[:rows], overflow[:rows], found)
+        rescore(scored, stored.base, found[:, :max(int(widest), 1)],
+                METRIC_CODES[self.metric], k, ids, dists)
+        return np.flatnonzero(overflow[:rows])
+
+    def _products(self, stored: _Stored, scored: NDArray[np.float32],
+                  ranked: NDArray[np.float32], scale: float, k: int,
+                  ids: NDArray[np.int64], dists: NDArray[np.float64]) -> None:
+        """Exact search through blocked float32 products and a float64 re-score."""
+        n = stored.base.shape[0]
+        keep = min(k + _REFINE_MARGIN, n)
         ranked = apply_scale(ranked, scale)
         if stored.base_sq is not None:
             bias = np.einsum("ij,ij->i", ranked, ranked).astype(np.float32)
         else:
-            bias = np.full(queries.shape[0], self.metric == "cosine", dtype=np.float32)
-        ids = np.empty((queries.shape[0], k), dtype=np.int64)
-        dists = np.empty((queries.shape[0], k), dtype=np.float64)
-
-        rows = min(QUERY_BLOCK, queries.shape[0])
+            bias = np.full(ranked.shape[0], self.metric == "cosine", dtype=np.float32)
+        rows = min(QUERY_BLOCK, ranked.shape[0])
         # few queries: wider blocks, fewer calls (one matrix-vector product for one)
         columns = min(n, max(BASE_BLOCK, _SMALL_BATCH_VALUES // rows))
         base_sq = _scaled_norms(stored, scale)
         with _scratch(rows * columns) as buffer:
-            for q0 in range(0, queries.shape[0], QUERY_BLOCK):
-                q1 = min(q0 + QUERY_BLOCK, queries.shape[0])
+            for q0 in range(0, ranked.shape[0], QUERY_BLOCK):
+                q1 = min(q0 + QUERY_BLOCK, ranked.shape[0])
                 heap_d = np.full((q1 - q0, keep), np.inf, dtype=np.float32)
                 heap_i = np.full((q1 - q0, keep), NO_ID, dtype=np.int64)
                 for b0 in range(0, n, columns):
@@ -287,8 +508,32 @@ class FlatIndex:
                 finish_heaps(heap_d, heap_i)
                 rescore(scored[q0:q1], stored.base, heap_i, METRIC_CODES[self.metric],
                         k, ids[q0:q1], dists[q0:q1])
-        np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
-        return SearchResult(ids, dists.astype(np.float32))
+
+
+def _quantize_queries(queries: NDArray[np.float32], width: int, padded: int
+                      ) -> tuple[NDArray, ...]:
+    """Signed 8-bit codes of ``queries`` (one scale per query), zero-padded to
+    ``padded`` rows and ``width`` columns, with each query's code sum times
+    scale, scale, rounding error norm |q - q~| and norm |q~|."""
+    rows, dim = queries.shape
+    top = np.abs(queries).max(axis=1).astype(np.float64)
+    scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
+    c = np.rint(queries / scale[:, None])
+    np.clip(c, -127, 127, out=c)
+    qcodes = np.zeros((padded, width), dtype=np.int8)
+    qcodes[:rows, :dim] = c
+    approx = scale[:, None].astype(np.float64) * c
+    err = np.sqrt(np.einsum("ij,ij->i", queries - approx, queries - approx))
+    norm = np.sqrt(np.einsum("ij,ij->i", approx, approx))
+
+    def pad(values: NDArray) -> NDArray[np.float32]:
+        out = np.zeros(padded, dtype=np.float32)
+        out[:rows] = values
+        return out
+
+    qsum = scale.astype(np.float64) * c.sum(axis=1)
+    return (qcodes, pad(qsum), pad(scale), pad(err * (1 + 2.0**-20)),
+            pad(norm * (1 + 2.0**-20)))
 
 
 def _block_products(stored: _Stored, queries: NDArray[np.float32], b0: int,

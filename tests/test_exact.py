@@ -5,8 +5,23 @@ import pytest
 
 import leanvec
 from leanvec import FlatIndex, exact_knn_graph, exact_search
+from leanvec import exact as exact_module
+from leanvec._kernels import int8
 
 METRICS = ["sqeuclidean", "euclidean", "inner_product", "cosine"]
+
+
+@pytest.fixture(autouse=True, params=["float32", "int8"])
+def search_path(request, monkeypatch):
+    """Every test here runs twice: through the float32 products alone, and through
+    the 8-bit screen from the first row (where this processor has it)."""
+    if request.param == "float32":
+        monkeypatch.setenv("LEANVEC_INT8_SCREEN", "0")
+    else:
+        if not int8.available():
+            pytest.skip("no AVX-512 VNNI here (or numba's LLVM predates 22)")
+        monkeypatch.setattr(exact_module, "_SCREEN_MIN_ROWS", 1)
+    return request.param
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -305,7 +320,8 @@ def test_rows_of_subnormal_norm_normalise_under_cosine(rng):
 @pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
 @pytest.mark.parametrize("change", ["fit_smaller", "fit_other_dim", "add"])
 def test_search_keeps_its_database_while_another_thread_refits(rng, monkeypatch,
-                                                               metric, change):
+                                                               metric, change,
+                                                               search_path):
     """fit/add from another thread during a search: the search finishes on the
     database it started with. It once re-read the index between blocks and read
     rows and squared norms past their end (garbage or a crash)."""
@@ -313,7 +329,9 @@ def test_search_keeps_its_database_while_another_thread_refits(rng, monkeypatch,
     queries = rng.standard_normal((4, 6)).astype(np.float32)
     index = FlatIndex(metric).fit(database)
     expected = index.search(queries, 5)
-    select = leanvec.exact.select_block
+    owner, name = ((leanvec.exact, "select_block") if search_path == "float32"
+                   else (int8, "screen"))
+    select = getattr(owner, name)
 
     def select_then_change(*args):
         select(*args)
@@ -324,7 +342,7 @@ def test_search_keeps_its_database_while_another_thread_refits(rng, monkeypatch,
         else:
             index.add(rng.standard_normal((50, 6)))
 
-    monkeypatch.setattr(leanvec.exact, "select_block", select_then_change)
+    monkeypatch.setattr(owner, name, select_then_change)
     found = index.search(queries, 5)
     np.testing.assert_array_equal(found.ids, expected.ids)
     np.testing.assert_array_equal(found.distances, expected.distances)

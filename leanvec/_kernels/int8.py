@@ -1,0 +1,268 @@
+"""Bounded 8-bit screening for exact search.
+
+Every database row is kept a second time as 8-bit codes (a per-row offset and
+step, as in LVQ-8), every query is rounded to signed 8-bit with one scale. The
+products of the two are computed with the processor's 8-bit dot-product
+instruction (AVX-512 VNNI: 64 multiply-adds per instruction, four times the
+float32 rate), and the rounding error of each product is bounded:
+
+    <q, x> - <q~, x~> = <q - q~, x> + <q~, x - x~>
+    |<q, x> - <q~, x~>| <= |q - q~| |x| + |q~| |x - x~|
+
+A row can be among a query's k best only when its upper bound reaches the k-th
+largest lower bound seen so far, which leaves a few dozen rows per query out of
+tens of thousands; those are scored exactly by the caller. The result is exact:
+the screen only drops rows that cannot be in the top k.
+
+The instruction is reached through an LLVM intrinsic, so the kernels exist only
+where the processor has AVX-512 VNNI and numba's LLVM spells the intrinsic the
+way this module does (:func:`available`); elsewhere exact search keeps its BLAS
+path.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import FASTMATH
+from .topk import heap_push
+
+# Queries and 16-row blocks of the database in one register tile: 8 x 3 = 24
+# accumulators of 16 int32 lanes, three code loads per four dimensions.
+TILE_QUERIES = 8
+TILE_BLOCKS = 3
+BLOCK_ROWS = 16
+TILE_ROWS = TILE_BLOCKS * BLOCK_ROWS
+# Relative allowance for float32 rounding in the bounds (the error terms
+# themselves are about 1e-2 of the norms, so this costs nothing in pruning).
+ROUNDING = 2.0**-18
+
+
+def available() -> bool:
+    """True when the 8-bit kernels can be compiled and run on this machine.
+
+    ``LEANVEC_INT8_SCREEN=0`` in the environment turns them off.
+    """
+    if os.environ.get("LEANVEC_INT8_SCREEN", "1") == "0":
+        return False
+    try:
+        import llvmlite.binding as llvm
+        from numba import config
+    except ImportError:  # pragma: no cover - numba always brings llvmlite
+        return False
+    # The intrinsic takes byte vectors from LLVM 22 on (earlier: int32 vectors).
+    if llvm.llvm_version_info[0] < 22:
+        return False
+    if config.CPU_NAME not in (None, "host") or config.CPU_FEATURES:
+        return False  # compiling for another processor than this one
+    features = llvm.get_host_cpu_features()
+    return bool(features.get("avx512vnni") and features.get("avx512bw"))
+
+
+@intrinsic
+def _dot_tile(typingctx, codes, qcodes, block, q0, out):
+    """out[i, 16 j + r] = <qcodes[q0 + i], row r of block (block + j)> in int32,
+    for TILE_QUERIES queries and TILE_BLOCKS blocks of 16 packed rows.
+
+    ``codes`` is (n_blocks, d4, 64) uint8: block b, dimensions 4s..4s+3 of its
+    16 rows in bytes [64 s, 64 s + 64), four bytes per row. ``qcodes`` is
+    (n_queries, 4 d4) int8, ``out`` (TILE_QUERIES, TILE_ROWS) int32.
+    """
+    if not (isinstance(codes, types.Array) and isinstance(qcodes, types.Array)
+            and isinstance(out, types.Array)):
+        return None
+    sig = types.void(codes, qcodes, block, q0, out)
+
+    def codegen(context, builder, signature, args):
+        code_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        query_arr = context.make_array(signature.args[1])(context, builder, args[1])
+        out_arr = context.make_array(signature.args[4])(context, builder, args[4])
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        lanes = ir.VectorType(i32, 16)
+        bytes64 = ir.VectorType(i8, 64)
+        block_v = context.cast(builder, args[2], signature.args[2], types.int64)
+        q0_v = context.cast(builder, args[3], signature.args[3], types.int64)
+        d4 = builder.extract_value(code_arr.shape, 1)
+        code_base = builder.bitcast(code_arr.data, i8.as_pointer())
+        query_base = builder.bitcast(query_arr.data, i8.as_pointer())
+        out_base = builder.bitcast(out_arr.data, i32.as_pointer())
+        block_bytes = builder.mul(d4, i64(64))
+        query_bytes = builder.mul(d4, i64(4))
+        code_ptr = [builder.gep(code_base, [builder.mul(builder.add(block_v, i64(j)),
+                                                         block_bytes)])
+                    for j in range(TILE_BLOCKS)]
+        query_ptr = [builder.gep(query_base, [builder.mul(builder.add(q0_v, i64(i)),
+                                                           query_bytes)])
+                     for i in range(TILE_QUERIES)]
+        fnty = ir.FunctionType(lanes, [lanes, bytes64, bytes64])
+        vpdpbusd = cgutils.get_or_insert_function(builder.module, fnty,
+                                                  "llvm.x86.avx512.vpdpbusd.512")
+        entry = builder.block
+        loop = builder.function.append_basic_block("int8_tile_loop")
+        done = builder.function.append_basic_block("int8_tile_done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        step = builder.phi(i64)
+        step.add_incoming(i64(0), entry)
+        zero = ir.Constant(lanes, None)
+        acc = []
+        for _ in range(TILE_QUERIES):
+            row = []
+            for _ in range(TILE_BLOCKS):
+                phi = builder.phi(lanes)
+                phi.add_incoming(zero, entry)
+                row.append(phi)
+            acc.append(row)
+        loaded = []
+        for j in range(TILE_BLOCKS):
+            ptr = builder.gep(code_ptr[j], [builder.mul(step, i64(64))])
+            loaded.append(builder.load(builder.bitcast(ptr, bytes64.as_pointer()), align=1))
+        new = []
+        undef = ir.Constant(lanes, ir.Undefined)
+        for i in range(TILE_QUERIES):
+            ptr = builder.gep(query_ptr[i], [builder.mul(step, i64(4))])
+            word = builder.load(builder.bitcast(ptr, i32.as_pointer()), align=1)
+            splat = builder.shuffle_vector(builder.insert_element(undef, word, i32(0)),
+                                           undef, ir.Constant(lanes, None))
+            splat = builder.bitcast(splat, bytes64)
+            new.append([builder.call(vpdpbusd, [acc[i][j], loaded[j], splat])
+                        for j in range(TILE_BLOCKS)])
+        next_step = builder.add(step, i64(1))
+        latch = builder.block
+        step.add_incoming(next_step, latch)
+        for i in range(TILE_QUERIES):
+            for j in range(TILE_BLOCKS):
+                acc[i][j].add_incoming(new[i][j], latch)
+        builder.cbranch(builder.icmp_signed("<", next_step, d4), loop, done)
+        builder.position_at_end(done)
+        for i in range(TILE_QUERIES):
+            for j in range(TILE_BLOCKS):
+                ptr = builder.gep(out_base, [i64((i * TILE_BLOCKS + j) * BLOCK_ROWS)])
+                builder.store(new[i][j], builder.bitcast(ptr, lanes.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _append(cand_ids, cand_up, counts, overflow, q, row, up, limit):
+    """Add (row, up) to query q's candidates; when full, drop those whose upper
+    bound fell below ``limit``, and flag the query when that frees too little."""
+    c = counts[q]
+    cap = cand_ids.shape[1]
+    if c == cap:
+        kept = 0
+        for t in range(c):
+            if cand_up[q, t] >= limit:
+                cand_ids[q, kept] = cand_ids[q, t]
+                cand_up[q, kept] = cand_up[q, t]
+                kept += 1
+        c = kept
+        if c > cap - cap // 4:
+            overflow[q] = True
+            counts[q] = c
+            return
+    cand_ids[q, c] = row
+    cand_up[q, c] = up
+    counts[q] = c + 1
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _reaching(dots, offset, step, bias, norm, resid, a1, a2, e1, e2, limit):
+    """How many rows' upper bounds reach ``limit`` (one branch-free count over
+    contiguous slices: the loop vectorizes)."""
+    hits = 0
+    for r in range(dots.shape[0]):
+        up = (a1 * offset[r] + a2 * step[r] * np.float32(dots[r]) + bias[r]
+              + e1 * norm[r] + e2 * resid[r])
+        if up >= limit:
+            hits += 1
+    return hits
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def screen(codes, offset, step, bias, bias_up, norm, resid, slack, n, qcodes, qsum,
+           qscale, qerr, qnorm, b0, b1, heap_d, heap_i, cand_ids, cand_up, counts,
+           overflow):
+    """Screen database blocks [b0, b1) (a multiple of TILE_BLOCKS apart) for every
+    query; ``n`` real rows (the rest of the last tile is padding).
+
+    Approximate score of (q, row): qsum[q] offset[row] + qscale[q] step[row] dot
+    + bias[row], with dot the int8 product; its error is at most
+    qerr[q] norm[row] + qnorm[q] resid[row] + slack[row] (``bias_up`` is bias +
+    slack, the upper bound's constant). ``heap_d``/``heap_i``
+    (n_queries, k) hold the negated k best lower bounds per query (a max-heap of
+    "distances"); rows whose upper bound reaches the k-th lower bound are
+    appended to ``cand_ids``/``cand_up``. Queries count in multiples of
+    TILE_QUERIES (padding rows of ``qcodes`` are zero).
+    """
+    n_groups = qcodes.shape[0] // TILE_QUERIES
+    for g in prange(n_groups):
+        dots = np.empty((TILE_QUERIES, TILE_ROWS), dtype=np.int32)
+        q0 = g * TILE_QUERIES
+        for b in range(b0, b1, TILE_BLOCKS):
+            _dot_tile(codes, qcodes, b, q0, dots)
+            r0 = b * BLOCK_ROWS
+            for i in range(TILE_QUERIES):
+                q = q0 + i
+                if overflow[q]:
+                    continue
+                limit = -heap_d[q, 0]
+                a1 = qsum[q]
+                a2 = qscale[q]
+                e1 = qerr[q]
+                e2 = qnorm[q]
+                r1 = r0 + TILE_ROWS
+                if _reaching(dots[i], offset[r0:r1], step[r0:r1], bias_up[r0:r1],
+                             norm[r0:r1], resid[r0:r1], a1, a2, e1, e2, limit) == 0:
+                    continue
+                for r in range(TILE_ROWS):
+                    row = r0 + r
+                    if row >= n:
+                        break
+                    err = e1 * norm[row] + e2 * resid[row] + slack[row]
+                    up = (a1 * offset[row] + a2 * step[row] * np.float32(dots[i, r])
+                          + bias[row] + err)
+                    if up < limit:
+                        continue
+                    heap_push(heap_d[q], heap_i[q], -(up - np.float32(2.0) * err), row)
+                    _append(cand_ids, cand_up, counts, overflow, q, row, up, limit)
+                    limit = -heap_d[q, 0]
+                    if overflow[q]:
+                        break
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def survivors(heap_d, cand_ids, cand_up, counts, overflow, out):
+    """Candidates whose upper bound reaches the final k-th lower bound, per query,
+    into ``out`` (padded with -1); returns the largest count."""
+    n_queries = out.shape[0]
+    widths = np.zeros(n_queries, dtype=np.int64)
+    for q in prange(n_queries):
+        if overflow[q]:
+            continue
+        limit = -heap_d[q, 0]
+        kept = 0
+        for t in range(counts[q]):
+            if cand_up[q, t] >= limit:
+                out[q, kept] = cand_ids[q, t]
+                kept += 1
+        widths[q] = kept
+    return widths.max() if n_queries else 0
+
+
+def pack_codes(codes: np.ndarray, n_blocks: int) -> np.ndarray:
+    """(n, d) uint8 codes (d a multiple of 4) into the (n_blocks, d / 4, 64)
+    layout of :func:`_dot_tile`, padded with zero rows."""
+    n, dim = codes.shape
+    padded = np.zeros((n_blocks * BLOCK_ROWS, dim), dtype=np.uint8)
+    padded[:n] = codes
+    return np.ascontiguousarray(
+        padded.reshape(n_blocks, BLOCK_ROWS, dim // 4, 4).transpose(0, 2, 1, 3)
+    ).reshape(n_blocks, dim // 4, 64)
