@@ -61,11 +61,11 @@ class _Screen(NamedTuple):
     norm: NDArray[np.float32]
     resid: NDArray[np.float32]
     slack: NDArray[np.float32]
+    bias_up: NDArray[np.float32]  # bias + slack
     n: int
 
-    @property
-    def bias_up(self) -> NDArray[np.float32]:
-        return self.bias + self.slack
+
+_SCREEN_ROW_FLOATS = 7  # offset, step, bias, norm, resid, slack, bias_up
 
 
 # Exact search screens with 8-bit products from this many rows on (below it the
@@ -139,8 +139,9 @@ def _pack_screen(parts: tuple[NDArray, ...]) -> _Screen:
         out[:n] = values
         return out
 
-    return _Screen(_int8.pack_codes(codes, padded // _int8.BLOCK_ROWS),
-                   *(pad(values) for values in parts[1:]), n)
+    arrays = [pad(values) for values in parts[1:]]
+    return _Screen(_int8.pack_codes(codes, padded // _int8.BLOCK_ROWS), *arrays,
+                   arrays[2] + arrays[5], n)
 
 
 def _unpack_screen(screen: _Screen) -> tuple[NDArray, ...]:
@@ -232,12 +233,21 @@ class FlatIndex:
         vector has similarity 0 to every vector (distance 1).
     n_threads : int or None
         Threads for batch search; None uses every core.
+    screen : bool
+        Keep an 8-bit copy of the database (one byte per feature and 24 bytes per
+        row more) to screen rows before exact scoring, where the processor has
+        8-bit dot-product instructions (AVX-512 VNNI); about twice as fast on
+        databases of tens of thousands of rows. False keeps float32 rows only.
 
     Notes
     -----
-    Candidates are selected with float32 matrix products, then the best
-    ``k + 4`` are re-scored in float64, so reported distances are exact to float32
-    rounding and duplicates are at distance exactly 0.
+    With the screen (databases of 2,048 rows or more, k up to 256), each row's
+    score is bounded from its 8-bit codes and the query's, and only rows whose
+    upper bound reaches the k-th best lower bound are scored, in float64: the
+    result is the exact top k. Otherwise candidates are selected with float32
+    matrix products, then the best ``k + 4`` are re-scored in float64, so
+    reported distances are exact to float32 rounding (rows closer than that to
+    the k-th may be swapped). Either way duplicates are at distance exactly 0.
 
     Data whose largest magnitude lies outside [2^-40, 2^50] (1e-12 .. 1e15) is
     scored after scaling by a power of two, which keeps the ranking exact. Under
@@ -248,9 +258,13 @@ class FlatIndex:
     never read +inf), and ones below its smallest subnormal read 0.
     """
 
-    def __init__(self, metric: str = "cosine", n_threads: int | None = None) -> None:
+    def __init__(self, metric: str = "cosine", n_threads: int | None = None,
+                 screen: bool = True) -> None:
         self.metric = check_metric(metric)
         self.n_threads = check_n_threads(n_threads)
+        if not isinstance(screen, (bool, np.bool_)):
+            raise TypeError(f"screen must be True or False, got {screen!r}")
+        self.screen = bool(screen)
         self._stored: _Stored | None = None
 
     @property
@@ -272,8 +286,12 @@ class FlatIndex:
     def bytes_per_vector(self) -> int:
         """Memory the index keeps per database vector."""
         stored = self._stored
-        extra = 4 if stored is not None and stored.base_sq is not None else 0
-        return 4 * (self.dim or 0) + extra
+        if stored is None:
+            return 0
+        extra = 4 if stored.base_sq is not None else 0
+        if stored.screen is not None:
+            extra += stored.screen.codes.shape[1] * 4 + 4 * _SCREEN_ROW_FLOATS
+        return 4 * stored.base.shape[1] + extra
 
     def fit(self, database: ArrayLike) -> FlatIndex:
         """Store ``database`` (array of shape (n, dim)) and return ``self``.
@@ -300,15 +318,14 @@ class FlatIndex:
                              f"(largest magnitude {max_abs(rows):.3g})")
         return _Stored(rows, base_sq, amax, centre)
 
-    @staticmethod
-    def _with_screen(stored: _Stored, start: int = 0,
+    def _with_screen(self, stored: _Stored, start: int = 0,
                      old: _Screen | None = None) -> _Stored:
         """``stored`` with its 8-bit screen: ``old``'s (covering rows [0, start))
         extended by rows [start, n), or built anew when ``old`` is None. None when
         it cannot serve: kernels unavailable here, magnitudes outside the
         float32-safe band, too few rows, a non-finite bound."""
         n = stored.base.shape[0]
-        if (n < _SCREEN_MIN_ROWS or not _int8.available()
+        if (not self.screen or n < _SCREEN_MIN_ROWS or not _int8.available()
                 or range_scale(stored.amax) != 1.0):
             return stored
         if old is None:
@@ -464,11 +481,10 @@ class FlatIndex:
         counts = np.zeros(padded, dtype=np.int64)
         overflow = np.zeros(padded, dtype=np.bool_)
         overflow[rows:] = True  # padding
-        bias_up = screen.bias_up
         for b0 in range(0, n_blocks, _SCREEN_CHUNK_BLOCKS):
             b1 = min(b0 + _SCREEN_CHUNK_BLOCKS, n_blocks)
             _int8.screen(screen.codes, screen.offset, screen.step, screen.bias,
-                         bias_up, screen.norm, screen.resid, screen.slack, screen.n,
+                         screen.bias_up, screen.norm, screen.resid, screen.slack, screen.n,
                          qcodes, qsum, qscale, qerr, qnorm, b0, b1, heap_d,
                          heap_i, cand_ids, cand_up, counts, overflow)
         found = np.full((rows, room), -1, dtype=np.int64)

@@ -169,3 +169,22 @@ def test_many_query_blocks_and_threads(rng, reference, monkeypatch, from_first_r
         found = FlatIndex("inner_product", n_threads=threads).fit(database).search(queries, 5)
         np.testing.assert_array_equal(found.ids, ids)
         np.testing.assert_allclose(found.distances, dists, rtol=1e-5)
+
+
+def test_screen_option_and_memory(rng):
+    database = rng.standard_normal((3000, 30)).astype(np.float32)
+    with_screen = FlatIndex("sqeuclidean").fit(database)
+    without = FlatIndex("sqeuclidean", screen=False).fit(database)
+    assert without._stored.screen is None
+    assert without.bytes_per_vector == 4 * 30 + 4
+    # codes padded to 32 bytes, seven float32 per row
+    assert with_screen.bytes_per_vector == 4 * 30 + 4 + 32 + 28
+    queries = rng.standard_normal((5, 30)).astype(np.float32)
+    np.testing.assert_array_equal(with_screen.search(queries, 4).ids,
+                                  without.search(queries, 4).ids)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_screen_option_must_be_a_bool(bad):
+    with pytest.raises(TypeError, match="screen must be True or False"):
+        FlatIndex("cosine", screen=bad)
