@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import persistence
 from ._kernels import METRIC_CODES
 from ._kernels import graph as kg
+from ._kernels import int8
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
@@ -47,6 +48,15 @@ Secondary = Literal["float32", "float16", "lvq8"]
 STATE_KIND = "leanvec.Index"
 _PRIMARY = {"float32": kg.PRIM_F32, "float16": kg.PRIM_F16, "lvq8": kg.PRIM_LVQ8,
             "lvq4": kg.PRIM_LVQ4}
+
+
+def _kernel_kind(primary: str) -> int:
+    """The kernels' storage kind for ``primary``: LVQ-8 codes are traversed with
+    integer dot products (an 8-bit query) where the processor has AVX-512 VNNI."""
+    kind = _PRIMARY[primary]
+    if kind == kg.PRIM_LVQ8 and int8.available():
+        return kg.PRIM_LVQ8_I8
+    return kind
 _SECONDARY = {None: kg.SEC_NONE, "float32": kg.SEC_F32, "float16": kg.SEC_F16,
               "lvq8": kg.SEC_LVQ8}
 _L2 = ("sqeuclidean", "euclidean")
@@ -547,7 +557,7 @@ class Index:
         if not self._build_ip and self._a["aux"].shape[0] != self.n:
             self._a["aux"] = self._build_aux_values()
         rng = np.random.default_rng(self.seed)
-        kind = _PRIMARY[self.primary]
+        kind = _kernel_kind(self.primary)
         shift = self._a["lvq_mean"] + self._a["proj_shift"]
         total, done = len(alphas) * ids.shape[0], 0
         # Lists may grow to the slack width before a prune brings them to degree.
@@ -643,7 +653,7 @@ class Index:
         cap = max(rerank, k)
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
-        common = (self._prim(a), _PRIMARY[self.primary], a["graph"], a["degrees"],
+        common = (self._prim(a), _kernel_kind(self.primary), a["graph"], a["degrees"],
                   entry, window, cap, rerank)
         us, c, offsets, use_aux, full, final = args
         tail = (full, self._sec(a), _SECONDARY[self.secondary],

@@ -16,7 +16,7 @@ def search_path(request, monkeypatch):
     """Every test here runs twice: through the float32 products alone, and through
     the 8-bit screen from the first row (where this processor has it)."""
     if request.param == "float32":
-        monkeypatch.setenv("LEANVEC_INT8_SCREEN", "0")
+        monkeypatch.setenv("LEANVEC_INT8", "0")
     else:
         if not int8.available():
             pytest.skip("no AVX-512 VNNI here (or numba's LLVM predates 22)")

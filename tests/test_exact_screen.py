@@ -71,7 +71,7 @@ def test_default_threshold_builds_the_screen_and_matches_float32_path(
     ids, dists = reference(database, queries, 10, metric)
     np.testing.assert_array_equal(found.ids, ids)
     np.testing.assert_allclose(found.distances, dists, rtol=1e-5, atol=1e-5)
-    monkeypatch.setenv("LEANVEC_INT8_SCREEN", "0")
+    monkeypatch.setenv("LEANVEC_INT8", "0")
     plain = FlatIndex(metric).fit(database)
     assert plain._stored.screen is None
     other = plain.search(queries, 10)

@@ -8,7 +8,13 @@ storage, so that one compiled kernel serves every kind:
 - ``PRIM_F16``: ``f16`` (n, d) uint16 rows holding float16 bit patterns;
 - ``PRIM_LVQ8`` / ``PRIM_LVQ4``: ``u8`` rows of LVQ codes with float32 ``steps``
   and ``biases`` (see :mod:`leanvec._kernels.lvq`); rows decode to
-  ``y_j = step * c_j + bias``.
+  ``y_j = step * c_j + bias``;
+- ``PRIM_LVQ8_I8``: the LVQ-8 rows of ``PRIM_LVQ8``, with the query rounded to
+  signed 8 bits once per search (or prune) so that ``sum_j u_j c_j`` is an
+  integer dot product (:func:`leanvec._kernels.int8.dot4`, AVX-512 VNNI where the
+  processor has it). The query's rounding adds an error of the order of the
+  codes' own to traversal distances; re-ranking on secondary vectors is
+  unaffected.
 
 Unused arrays have zero rows. ``aux`` (n,) float32 holds a per-vector term added
 to every distance (squared norms for L2), or has length 0.
@@ -28,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT
+from .int8 import dot4
 from .lvq import lvq4_ip, lvq8_ip
 from .memory import prefetch_items, prefetch_rows
 from .topk import NO_ID, heap_push, heap_sort_inplace
@@ -36,6 +43,7 @@ PRIM_F32 = 0
 PRIM_F16 = 1
 PRIM_LVQ8 = 2
 PRIM_LVQ4 = 3
+PRIM_LVQ8_I8 = 4
 
 SEC_NONE = 0
 SEC_F32 = 1
@@ -74,7 +82,7 @@ def _prim_decode(i, prim, kind, out_u32, out_f32):
             out_f32[j] = f32[i, j]
     elif kind == PRIM_F16:
         _f16_to_f32(f16[i], out_u32, out_f32)
-    elif kind == PRIM_LVQ8:
+    elif kind == PRIM_LVQ8 or kind == PRIM_LVQ8_I8:
         for j in range(d):
             out_f32[j] = steps[i] * np.float32(u8[i, j]) + biases[i]
     else:
@@ -85,12 +93,70 @@ def _prim_decode(i, prim, kind, out_u32, out_f32):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_f32):
+def prepare_dots(u, kind, qcodes):
+    """For ``PRIM_LVQ8_I8``: round ``u`` to signed 8 bits into ``qcodes`` (length
+    d) with one scale; return (scale, sum of ``u``). Other kinds: (0, 0)."""
+    if kind != PRIM_LVQ8_I8:
+        return np.float32(0.0), np.float32(0.0)
+    top = np.float32(0.0)
+    total = np.float32(0.0)
+    for j in range(u.shape[0]):
+        top = max(top, abs(u[j]))
+        total += u[j]
+    scale = top / np.float32(127.0) if top > 0 else np.float32(1.0)
+    inv = np.float32(1.0) / scale
+    for j in range(u.shape[0]):
+        qcodes[j] = np.int8(min(max(np.rint(u[j] * inv), -127.0), 127.0))
+    return scale, total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tail_dot(codes, i, qcodes, start):
+    """Integer dot product of row ``i`` and ``qcodes`` over columns [start, d)."""
+    s = np.int32(0)
+    for j in range(start, qcodes.shape[0]):
+        s += np.int32(codes[i, j]) * np.int32(qcodes[j])
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
+    """``<u, y_i>`` for ``PRIM_LVQ8_I8``: step_i qscale <q8, c_i> + bias_i sum(u),
+    four rows per integer kernel call."""
+    d = qcodes.shape[0]
+    chunks = d // 64
+    start = chunks * 64
+    t = 0
+    while t < count:
+        i0 = ids[t]
+        i1 = ids[t + 1] if t + 1 < count else i0
+        i2 = ids[t + 2] if t + 2 < count else i0
+        i3 = ids[t + 3] if t + 3 < count else i0
+        a0, a1, a2, a3 = dot4(u8, i0, i1, i2, i3, qcodes, chunks)
+        if start < d:
+            a0 += _tail_dot(u8, i0, qcodes, start)
+            a1 += _tail_dot(u8, i1, qcodes, start)
+            a2 += _tail_dot(u8, i2, qcodes, start)
+            a3 += _tail_dot(u8, i3, qcodes, start)
+        out[t] = steps[i0] * (qscale * np.float32(a0)) + biases[i0] * usum
+        if t + 1 < count:
+            out[t + 1] = steps[i1] * (qscale * np.float32(a1)) + biases[i1] * usum
+        if t + 2 < count:
+            out[t + 2] = steps[i2] * (qscale * np.float32(a2)) + biases[i2] * usum
+        if t + 3 < count:
+            out[t + 3] = steps[i3] * (qscale * np.float32(a3)) + biases[i3] * usum
+        t += 4
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_f32,
+               qcodes, qscale, usum):
     """Traversal distances ``aux_i - c <u, y_i> + offset`` of rows ``ids[:count]``.
 
     Writes ``out[:count]`` (float32). The storage kind is tested once per batch,
     not once per row: with the test inside the per-row function LLVM stopped
-    vectorizing the inner loops (measured 15x slower).
+    vectorizing the inner loops (measured 15x slower). ``qcodes``, ``qscale``,
+    ``usum``: :func:`prepare_dots` of ``u`` (read for ``PRIM_LVQ8_I8`` only).
     """
     f32, f16, u8, steps, biases, aux = prim
     d = u.shape[0]
@@ -122,6 +188,8 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
         for t in range(count):
             i = ids[t]
             out[t] = lvq8_ip(u, u8[i], steps[i], biases[i])
+    elif kind == PRIM_LVQ8_I8:
+        _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out)
     else:
         for t in range(count):
             i = ids[t]
@@ -218,11 +286,13 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
     exp_n = 0
     exp_i = np.empty(window * 2, dtype=np.int32)
     exp_d = np.empty(exp_i.shape[0], dtype=np.float32)
+    qcodes = np.empty(u.shape[0], dtype=np.int8)
+    qscale, usum = prepare_dots(u, kind, qcodes)
 
     fresh[0] = entry
     _visit(visited, fresh[0])
     batch_dist(u, c, offset, use_aux, fresh, 1, prim, kind, fresh_d, buf_u32,
-               buf_f32)
+               buf_f32, qcodes, qscale, usum)
     buf_d[0] = fresh_d[0]
     buf_i[0] = fresh[0]
     use_pool = pool_d.shape[0] > 0
@@ -256,7 +326,7 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
                 fresh[n_fresh] = nb
                 n_fresh += 1
         batch_dist(u, c, offset, use_aux, fresh, n_fresh, prim, kind, fresh_d,
-                   buf_u32, buf_f32)
+                   buf_u32, buf_f32, qcodes, qscale, usum)
 
         for t in range(n_fresh):
             d = fresh_d[t]
@@ -535,9 +605,12 @@ def _split_duplicates(p, rem_i, rem_d, n_rem, prim, kind, shift, ip_mode, dups):
     buf_u32 = np.empty(dim, dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
     c, off, use_aux = _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32)
+    qcodes = np.empty(dim, dtype=np.int8)
+    qscale, usum = prepare_dots(u_f32, kind, qcodes)
     me = np.full(1, p, dtype=np.int32)
     d_self = np.empty(1, dtype=np.float32)
-    batch_dist(u_f32, c, off, use_aux, me, 1, prim, kind, d_self, buf_u32, buf_f32)
+    batch_dist(u_f32, c, off, use_aux, me, 1, prim, kind, d_self, buf_u32, buf_f32,
+               qcodes, qscale, usum)
     tol = np.float32(1e-4) * (abs(d_self[0]) + abs(off) + np.float32(1e-30))
     _prim_decode(p, prim, kind, u_u32, u_f32)
     n_dups = 0
@@ -613,6 +686,7 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
     buf_u32 = np.empty(dim, dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
     d_kx = np.empty(n_rem, dtype=np.float32)
+    qcodes = np.empty(dim, dtype=np.int8)
     head = 0
     while head < n_rem and count < degree:
         x = rem_i[head]
@@ -628,8 +702,9 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
         # Drop the remaining candidates that x occludes, compacting the rest.
         rest = n_rem - head
         c, off, use_aux = _build_query(x, prim, kind, shift, ip_mode, u_u32, u_f32)
+        qscale, usum = prepare_dots(u_f32, kind, qcodes)
         batch_dist(u_f32, c, off, use_aux, rem_i[head:], rest, prim, kind, d_kx,
-                   buf_u32, buf_f32)
+                   buf_u32, buf_f32, qcodes, qscale, usum)
         kept = head
         for t in range(rest):
             dpx = rem_d[head + t]
@@ -690,8 +765,10 @@ def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, degree, entry, wi
     cand_d[:ne] = exp_d
     cand_i[ne:] = graph[p, :nd]
     tmp_u32 = np.empty(dim, dtype=np.uint32)
+    qcodes = np.empty(dim, dtype=np.int8)
+    qscale, usum = prepare_dots(u_f32, kind, qcodes)
     batch_dist(u_f32, c, off, use_aux, cand_i[ne:], nd, prim, kind, cand_d[ne:],
-               tmp_u32, tmp_u32.view(np.float32))
+               tmp_u32, tmp_u32.view(np.float32), qcodes, qscale, usum)
     return robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
                         out)
 
@@ -737,8 +814,10 @@ def add_reverse_edges(targets, starts, sources, prim, kind, shift, ip_mode,
         tmp_u32 = np.empty(dim, dtype=np.uint32)
         tmp_f32 = tmp_u32.view(np.float32)
         cand_d = np.empty(n_cand, dtype=np.float32)
+        qcodes = np.empty(dim, dtype=np.int8)
+        qscale, usum = prepare_dots(u_f32, kind, qcodes)
         batch_dist(u_f32, c, off, use_aux, cand_i, n_cand, prim, kind, cand_d,
-                   tmp_u32, tmp_f32)
+                   tmp_u32, tmp_f32, qcodes, qscale, usum)
         degrees[j] = robust_prune(j, cand_i[:n_cand], cand_d, degree, alpha,
                                   ip_mode, prim, kind, shift, graph[j])
 

@@ -45,12 +45,19 @@ ROUNDING = 2.0**-18
 
 
 def available() -> bool:
-    """True when the 8-bit kernels can be compiled and run on this machine.
+    """True when the 8-bit kernels can run on this machine with VNNI instructions.
 
-    ``LEANVEC_INT8_SCREEN=0`` in the environment turns them off.
+    ``LEANVEC_INT8=0`` in the environment turns them off (exact search then
+    uses float32 products, graph search float32 arithmetic on its codes).
     """
-    if os.environ.get("LEANVEC_INT8_SCREEN", "1") == "0":
+    if os.environ.get("LEANVEC_INT8", "1") == "0":
         return False
+    return _has_vnni()
+
+
+def _has_vnni() -> bool:
+    """The processor has AVX-512 VNNI and numba compiles for it with an LLVM that
+    spells the intrinsic as this module does."""
     try:
         import llvmlite.binding as llvm
         from numba import config
@@ -146,6 +153,88 @@ def _dot_tile(typingctx, codes, qcodes, block, q0, out):
                 ptr = builder.gep(out_base, [i64((i * TILE_BLOCKS + j) * BLOCK_ROWS)])
                 builder.store(new[i][j], builder.bitcast(ptr, lanes.as_pointer()), align=4)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def dot4(typingctx, codes, i0, i1, i2, i3, qcodes, n_chunks):
+    """Int32 dot products of rows i0..i3 of ``codes`` (2-d uint8, C order) with
+    ``qcodes`` (1-d int8) over their first 64 * n_chunks bytes, as a 4-tuple.
+
+    Four independent accumulator chains (one per row) keep the multiply-add
+    units busy. With AVX-512 VNNI one ``vpdpbusd`` per row and 64 bytes; on other
+    processors plain vector IR (widen, multiply, add) that LLVM lowers to what
+    the processor has, so callers compile everywhere.
+    """
+    if not (isinstance(codes, types.Array) and isinstance(qcodes, types.Array)):
+        return None
+    sig = types.UniTuple(types.int32, 4)(codes, i0, i1, i2, i3, qcodes, n_chunks)
+    vnni = _has_vnni()
+
+    def codegen(context, builder, signature, args):
+        code_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        query_arr = context.make_array(signature.args[5])(context, builder, args[5])
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        bytes64 = ir.VectorType(i8, 64)
+        acc_type = ir.VectorType(i32, 16 if vnni else 64)
+        row_bytes = builder.extract_value(code_arr.shape, 1)
+        code_base = builder.bitcast(code_arr.data, i8.as_pointer())
+        query_base = builder.bitcast(query_arr.data, i8.as_pointer())
+        rows = [builder.gep(code_base, [builder.mul(
+            context.cast(builder, args[1 + r], signature.args[1 + r], types.int64),
+            row_bytes)]) for r in range(4)]
+        chunks = context.cast(builder, args[6], signature.args[6], types.int64)
+        if vnni:
+            fnty = ir.FunctionType(acc_type, [acc_type, bytes64, bytes64])
+            vpdpbusd = cgutils.get_or_insert_function(builder.module, fnty,
+                                                      "llvm.x86.avx512.vpdpbusd.512")
+        entry = builder.block
+        loop = builder.function.append_basic_block("dot4_loop")
+        done = builder.function.append_basic_block("dot4_done")
+        zero = ir.Constant(acc_type, None)
+        builder.cbranch(builder.icmp_signed(">", chunks, i64(0)), loop, done)
+        builder.position_at_end(loop)
+        step = builder.phi(i64)
+        step.add_incoming(i64(0), entry)
+        acc = []
+        for _ in range(4):
+            phi = builder.phi(acc_type)
+            phi.add_incoming(zero, entry)
+            acc.append(phi)
+        offset = builder.mul(step, i64(64))
+        query = builder.load(builder.bitcast(builder.gep(query_base, [offset]),
+                                             bytes64.as_pointer()), align=1)
+        if not vnni:
+            query = builder.sext(query, acc_type)
+        new = []
+        for r in range(4):
+            code = builder.load(builder.bitcast(builder.gep(rows[r], [offset]),
+                                                bytes64.as_pointer()), align=1)
+            if vnni:
+                new.append(builder.call(vpdpbusd, [acc[r], code, query]))
+            else:
+                new.append(builder.add(acc[r], builder.mul(
+                    builder.zext(code, acc_type), query)))
+        next_step = builder.add(step, i64(1))
+        latch = builder.block
+        step.add_incoming(next_step, latch)
+        for r in range(4):
+            acc[r].add_incoming(new[r], latch)
+        builder.cbranch(builder.icmp_signed("<", next_step, chunks), loop, done)
+        builder.position_at_end(done)
+        lanes = acc_type.count
+        reduce = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i32, [acc_type]),
+            f"llvm.vector.reduce.add.v{lanes}i32")
+        finals = []
+        for r in range(4):  # every phi first, then the sums
+            final = builder.phi(acc_type)
+            final.add_incoming(zero, entry)
+            final.add_incoming(new[r], latch)
+            finals.append(final)
+        sums = [builder.call(reduce, [final]) for final in finals]
+        return context.make_tuple(builder, signature.return_type, sums)
 
     return sig, codegen
 
