@@ -19,9 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import persistence
-from ._kernels import METRIC_CODES
+from ._kernels import METRIC_CODES, int8
 from ._kernels import graph as kg
-from ._kernels import int8
 from ._result import SearchResult, empty_result
 from ._threads import limit_threads
 from ._validation import (
