@@ -202,10 +202,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "fast (see CONFIGS)")
     args = parser.parse_args(argv)
     args.dataset = args.dataset or ["ood", "id"]
-    args.leanvec_sweep = [(10, 30), (15, 40), (20, 50), (30, 60), (40, 80), (50, 90),
-                          (60, 100), (80, 120), (100, 150), (100, 250), (140, 250),
-                          (160, 400),
-                          (250, 500)]
+    # (window, rerank): the window's nodes re-scored, the index's default
+    args.leanvec_sweep = [(w, w) for w in (10, 12, 15, 18, 20, 24, 28, 32, 36, 40, 45,
+                                           50, 60, 70, 80, 100, 120, 140, 160, 200,
+                                           250, 300)]
     return args
 
 

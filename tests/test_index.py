@@ -503,3 +503,20 @@ def test_searches_while_another_thread_adds(rng):
     truth = leanvec.exact_search(everything, queries, 5, "sqeuclidean").ids
     found = index.search(queries, 5, window=64, rerank=64).ids
     assert leanvec.recall_at_k(found, truth, 5) > 0.9
+
+
+def test_default_rerank_is_the_window_and_survives_save(data, tmp_path):
+    x, q = data
+    index = Index(metric="cosine", leanvec_dims=12, degree=16, build_window=40).fit(x)
+    assert index.rerank is None
+    for window in (10, 40):
+        np.testing.assert_array_equal(index.search(q, 5, window=window).ids,
+                                      index.search(q, 5, window=window,
+                                                   rerank=window).ids)
+    # k beyond the window: the best k visited are still re-scored
+    wide = index.search(q, 30, window=10)
+    assert np.all(wide.ids >= 0)
+    index.save(tmp_path / "i.lvec")
+    loaded = leanvec.load(tmp_path / "i.lvec")
+    assert loaded.rerank is None
+    np.testing.assert_array_equal(loaded.search(q, 5).ids, index.search(q, 5).ids)
