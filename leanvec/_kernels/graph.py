@@ -283,6 +283,8 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
     buf_f32 = buf_u32.view(np.float32)
     fresh = np.empty(max(graph.shape[1], 1), dtype=np.int32)
     fresh_d = np.empty(fresh.shape[0], dtype=np.float32)
+    ent_i = np.empty(fresh.shape[0], dtype=np.int32)
+    ent_d = np.empty(fresh.shape[0], dtype=np.float32)
     exp_n = 0
     exp_i = np.empty(window * 2, dtype=np.int32)
     exp_d = np.empty(exp_i.shape[0], dtype=np.float32)
@@ -328,29 +330,50 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
         batch_dist(u, c, offset, use_aux, fresh, n_fresh, prim, kind, fresh_d,
                    buf_u32, buf_f32, qcodes, qscale, usum)
 
+        # Entrants (beating the current worst of a full buffer), sorted, then
+        # merged into the buffer from its end: O(window + entrants) per
+        # expansion, not O(window) per entrant.
+        m = 0
         for t in range(n_fresh):
             d = fresh_d[t]
             if size == cap and d >= buf_d[size - 1]:
                 if use_pool and d < pool_d[0]:
                     _pool_push(pool_d, pool_i, d, fresh[t])
                 continue
-            if size == cap and use_pool and buf_d[size - 1] < pool_d[0]:
-                _pool_push(pool_d, pool_i, buf_d[size - 1], buf_i[size - 1])
-            # Insert in order; the last entry falls off a full buffer.
-            pos = size if size < cap else cap - 1
-            while pos > 0 and buf_d[pos - 1] > d:
+            # insertion sort, stable: after equal distances
+            pos = m
+            while pos > 0 and ent_d[pos - 1] > d:
+                ent_d[pos] = ent_d[pos - 1]
+                ent_i[pos] = ent_i[pos - 1]
                 pos -= 1
-            last = size if size < cap else cap - 1
-            for s in range(last, pos, -1):
-                buf_d[s] = buf_d[s - 1]
-                buf_i[s] = buf_i[s - 1]
-                expanded[s] = expanded[s - 1]
-            buf_d[pos] = d
-            buf_i[pos] = fresh[t]
-            expanded[pos] = False
-            if size < cap:
-                size += 1
-            cur = min(cur, pos)
+            ent_d[pos] = d
+            ent_i[pos] = fresh[t]
+            m += 1
+        if m > 0:
+            i = size - 1
+            j = m - 1
+            w = size + m - 1
+            while j >= 0:
+                if i >= 0 and buf_d[i] > ent_d[j]:
+                    d = buf_d[i]
+                    node_w = buf_i[i]
+                    done_w = expanded[i]
+                    i -= 1
+                else:
+                    d = ent_d[j]
+                    node_w = ent_i[j]
+                    done_w = False
+                    j -= 1
+                if w < cap:
+                    buf_d[w] = d
+                    buf_i[w] = node_w
+                    expanded[w] = done_w
+                    if not done_w:
+                        cur = min(cur, w)
+                elif use_pool and d < pool_d[0]:
+                    _pool_push(pool_d, pool_i, d, node_w)
+                w -= 1
+            size = min(size + m, cap)
     _clear_visited(visited, graph, degrees, entry, exp_i, exp_n)
     return size, exp_i[:exp_n], exp_d[:exp_n]
 
