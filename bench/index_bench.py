@@ -25,7 +25,8 @@ from leanvec._threads import limit_threads
 from ._data import load_dataset
 
 LEVELS = (0.95, 0.99)
-PEER_SWEEP = [10, 20, 30, 40, 60, 80, 120, 160, 240]
+PEER_SWEEP = [10, 12, 15, 18, 20, 24, 28, 32, 36, 40, 45, 50, 60, 70, 80, 100, 120, 140,
+              160, 200, 240, 300]
 
 
 @dataclass

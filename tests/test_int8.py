@@ -30,19 +30,40 @@ def _dot4(codes, ids, qcodes, chunks):
     return dot4(codes, ids[0], ids[1], ids[2], ids[3], qcodes, chunks)
 
 
-@pytest.mark.parametrize("dim", [64, 100, 192, 384])
+@pytest.mark.parametrize("dim", [1, 5, 63, 64, 100, 192, 384])
 def test_dot4_matches_int64_products(rng, dim):
     codes = rng.integers(0, 256, (50, dim), dtype=np.uint8)
     codes[7] = 255
     qcodes = rng.integers(-127, 128, dim, dtype=np.int8)
     qcodes[:10] = -127
     ids = np.array([7, 0, 49, 7])
-    chunks = dim // 64
-    got = _dot4(codes, ids, qcodes, chunks)
-    width = chunks * 64
-    want = codes[ids, :width].astype(np.int64) @ qcodes[:width].astype(np.int64)
-    assert list(got) == list(want)
-    assert _dot4(codes, ids, qcodes, 0) == (0, 0, 0, 0)
+    for width in sorted({dim, dim // 2, (dim // 64) * 64, 0}):
+        got = _dot4(codes, ids, qcodes, width)
+        want = codes[ids, :width].astype(np.int64) @ qcodes[:width].astype(np.int64)
+        assert list(got) == list(want), width
+
+
+def test_dot4_reads_nothing_past_the_row(rng):
+    """The last partial step is a masked load: a row that ends at the end of its
+    array reads no byte beyond it (a page fault there would end the process)."""
+    import ctypes
+    import mmap
+    page = mmap.PAGESIZE
+    buf = mmap.mmap(-1, 2 * page)
+    array = np.frombuffer(buf, dtype=np.uint8)
+    codes = array[page - 100:page].reshape(1, 100)  # ends at the page boundary
+    codes[:] = rng.integers(0, 256, (1, 100), dtype=np.uint8)
+    qcodes = rng.integers(-127, 128, 100, dtype=np.int8)
+    libc = ctypes.CDLL(None, use_errno=True)
+    guard = array.ctypes.data + page
+    if libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(page), 0) != 0:
+        pytest.skip("mprotect unavailable")
+    try:
+        got = _dot4(codes, np.zeros(4, np.int64), qcodes, 100)
+    finally:
+        libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(page), 3)
+    assert got[0] == int(codes[0].astype(np.int64) @ qcodes.astype(np.int64))
+    del codes, array
 
 
 def test_generic_lowering_without_vnni(tmp_path):
@@ -59,11 +80,12 @@ def test_generic_lowering_without_vnni(tmp_path):
         def f(c, q, n):
             return m.dot4(c, 3, 1, 0, 2, q, n)
 
+
         rng = np.random.default_rng(1)
-        c = rng.integers(0, 256, (4, 192), dtype=np.uint8)
-        q = rng.integers(-127, 128, 192, dtype=np.int8)
+        c = rng.integers(0, 256, (4, 150), dtype=np.uint8)
+        q = rng.integers(-127, 128, 150, dtype=np.int8)
         want = c[[3, 1, 0, 2]].astype(np.int64) @ q.astype(np.int64)
-        got = f(c, q, 3)
+        got = f(c, q, 150)
         asm = f.inspect_asm(f.signatures[0])
         assert list(got) == list(want), (got, want)
         assert "vpdpbusd" not in asm

@@ -110,34 +110,18 @@ def prepare_dots(u, kind, qcodes):
     return scale, total
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _tail_dot(codes, i, qcodes, start):
-    """Integer dot product of row ``i`` and ``qcodes`` over columns [start, d)."""
-    s = np.int32(0)
-    for j in range(start, qcodes.shape[0]):
-        s += np.int32(codes[i, j]) * np.int32(qcodes[j])
-    return s
-
-
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
     """``<u, y_i>`` for ``PRIM_LVQ8_I8``: step_i qscale <q8, c_i> + bias_i sum(u),
     four rows per integer kernel call."""
     d = qcodes.shape[0]
-    chunks = d // 64
-    start = chunks * 64
     t = 0
     while t < count:
         i0 = ids[t]
         i1 = ids[t + 1] if t + 1 < count else i0
         i2 = ids[t + 2] if t + 2 < count else i0
         i3 = ids[t + 3] if t + 3 < count else i0
-        a0, a1, a2, a3 = dot4(u8, i0, i1, i2, i3, qcodes, chunks)
-        if start < d:
-            a0 += _tail_dot(u8, i0, qcodes, start)
-            a1 += _tail_dot(u8, i1, qcodes, start)
-            a2 += _tail_dot(u8, i2, qcodes, start)
-            a3 += _tail_dot(u8, i3, qcodes, start)
+        a0, a1, a2, a3 = dot4(u8, i0, i1, i2, i3, qcodes, d)
         out[t] = steps[i0] * (qscale * np.float32(a0)) + biases[i0] * usum
         if t + 1 < count:
             out[t + 1] = steps[i1] * (qscale * np.float32(a1)) + biases[i1] * usum
