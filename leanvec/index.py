@@ -35,6 +35,7 @@ from ._validation import (
     range_scale,
 )
 from .lvq import LVQ
+from .pq import kmeans
 from .projection import LeanVec
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,14 @@ _PRIMARY = {"float32": kg.PRIM_F32, "float16": kg.PRIM_F16, "lvq8": kg.PRIM_LVQ8
 
 
 def _kernel_kind(primary: str) -> int:
-    """The kernels' storage kind for ``primary``: LVQ-8 codes are traversed with
+    """The kernels' storage kind for ``primary``: LVQ codes are traversed with
     integer dot products (an 8-bit query) where the processor has AVX-512 VNNI."""
     kind = _PRIMARY[primary]
-    if kind == kg.PRIM_LVQ8 and int8.available():
-        return kg.PRIM_LVQ8_I8
+    if int8.available():
+        if kind == kg.PRIM_LVQ8:
+            return kg.PRIM_LVQ8_I8
+        if kind == kg.PRIM_LVQ4:
+            return kg.PRIM_LVQ4_I8
     return kind
 _SECONDARY = {None: kg.SEC_NONE, "float32": kg.SEC_F32, "float16": kg.SEC_F16,
               "lvq8": kg.SEC_LVQ8}
@@ -66,9 +70,12 @@ _PARAMS = ("metric", "leanvec_dims", "primary", "secondary", "degree",
            "build_window", "alpha", "window", "rerank", "n_threads", "seed", "solver")
 _ARRAYS = ("p_f32", "p_f16", "p_u8", "p_steps", "p_biases", "aux", "s_f32", "s_f16",
            "s_u8", "s_steps", "s_biases", "s_mean", "s_norms", "graph", "degrees",
-           "lvq_mean", "proj_shift", "zero_ids")
+           "lvq_mean", "proj_shift", "zero_ids", "entries")
 # Arrays that files written before they existed lack: loaded as empty.
-_OPTIONAL = {"s_norms": np.float32, "zero_ids": np.int64}
+_OPTIONAL = {"s_norms": np.float32, "zero_ids": np.int64, "entries": np.int32}
+# Entry nodes of a search: the database nodes nearest this many k-means centroids
+# of the primary vectors; a search starts from the best of them.
+_ENTRIES = 32
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -264,7 +271,7 @@ class Index:
         if not self._a:
             return 0.0
         return sum(arr.nbytes for name, arr in self._a.items()
-                   if name not in ("lvq_mean", "proj_shift", "s_mean")) / self.n
+                   if name not in ("lvq_mean", "proj_shift", "s_mean", "entries")) / self.n
 
     def set_search_params(self, window: int | None = None,
                           rerank: int | None = None) -> None:
@@ -341,6 +348,7 @@ class Index:
         if linked.shape[0] > 0:
             with limit_threads(self.n_threads):
                 self._insert(linked, (1.0, self._alpha()), progress, grow=True)
+        self._a["entries"] = self._entry_set(linked)
         self._drop_build_aux()
         self._view = (self._a, self._entry)
         logger.info("Index built over %d vectors, %.0f bytes per vector", self.n,
@@ -367,6 +375,8 @@ class Index:
         if linked.shape[0] > 0:
             with limit_threads(self.n_threads):
                 self._insert(linked, (self._alpha(),), None, grow=empty_graph)
+        if empty_graph:
+            self._a["entries"] = self._entry_set(linked)
         self._drop_build_aux()
         self._view = (self._a, self._entry)
         return np.arange(start, self.n, dtype=np.int64)
@@ -538,6 +548,33 @@ class Index:
         y = self._decoded()[ids]
         return int(ids[np.argmin(_sq_norms(y - y.mean(axis=0, dtype=np.float64)))])
 
+    def _entry_set(self, linked: NDArray[np.int64]) -> NDArray[np.int32]:
+        """Entry nodes for search: the medoid, then the nodes of ``linked``
+        nearest _ENTRIES k-means centroids of their primary vectors (a sample of
+        at most 64 rows per centroid, five Lloyd iterations), without repeats."""
+        first = np.array([self._entry], dtype=np.int32)
+        count = min(_ENTRIES, linked.shape[0])
+        if count <= 1:
+            return first
+        rng = np.random.default_rng(self.seed)
+        y = self._decoded()[linked]
+        sample = y[rng.choice(y.shape[0], min(y.shape[0], 64 * count), replace=False)]
+        centroids = kmeans(sample, count, 5, rng)
+        best_d = np.full(count, np.inf)
+        best_i = np.zeros(count, dtype=np.int64)
+        c_sq = _sq_norms(centroids)
+        for s in range(0, y.shape[0], 8192):
+            part = y[s:s + 8192]
+            d = _sq_norms(part)[:, None] - 2.0 * (part @ centroids.T) + c_sq[None, :]
+            rows = np.argmin(d, axis=0)
+            better = d[rows, np.arange(count)] < best_d
+            best_d[better] = d[rows, np.arange(count)][better]
+            best_i[better] = s + rows[better]
+        chosen = linked[best_i].astype(np.int32)
+        _, keep = np.unique(chosen, return_index=True)
+        chosen = chosen[np.sort(keep)]
+        return np.concatenate([first, chosen[chosen != self._entry]])
+
     def _drop_build_aux(self) -> None:
         """Search needs per-vector norms only for L2 traversal; free them otherwise."""
         if self._search_ip and not (self.metric in _L2 and not self._orthonormal):
@@ -589,7 +626,8 @@ class Index:
         lists = np.zeros((points.shape[0], self.degree), dtype=np.int32)
         counts = np.zeros(points.shape[0], dtype=np.int32)
         kg.insert_batch(points, self._prim(), kind, shift, self._build_ip, graph,
-                        degrees, self.degree, self._entry, self.build_window, alpha,
+                        degrees, self.degree, np.array([self._entry], np.int32),
+                        self.build_window, alpha,
                         lists, counts, numba.get_num_threads())
         graph[points, : self.degree] = lists
         degrees[points] = counts
@@ -659,8 +697,11 @@ class Index:
         cap = max(rerank, k)
         ids = np.empty((queries.shape[0], k), dtype=np.int64)
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
+        entries = a["entries"]
+        if entries.shape[0] == 0:  # a file written before entry sets
+            entries = np.array([entry], dtype=np.int32)
         common = (self._prim(a), _kernel_kind(self.primary), a["graph"], a["degrees"],
-                  entry, window, cap, rerank)
+                  entries, window, cap, rerank)
         us, c, offsets, use_aux, full, final = args
         tail = (full, self._sec(a), _SECONDARY[self.secondary],
                 METRIC_CODES[self.metric], final, ids, dists)

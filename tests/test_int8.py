@@ -140,8 +140,33 @@ def test_zero_query_under_int8(rng):
     np.testing.assert_array_equal(out, np.zeros(8, np.float32))
 
 
+@pytest.mark.parametrize("dim", [5, 64, 130, 131])
+def test_nibble_traversal_distances_track_the_float_ones(rng, dim):
+    """4-bit rows (two codes a byte, even coordinates low) with an 8-bit query."""
+    half = (dim + 1) // 2
+    values = rng.integers(0, 16, (30, 2 * half), dtype=np.uint8)
+    values[:, dim:] = 0
+    codes = (values[:, 0::2] | (values[:, 1::2] << 4)).astype(np.uint8)
+    steps = rng.uniform(0.01, 0.1, 30).astype(np.float32)
+    biases = rng.uniform(-1, 1, 30).astype(np.float32)
+    u = rng.standard_normal(dim).astype(np.float32)
+    ids = rng.integers(0, 30, 9).astype(np.int32)
+    exact = _traversal_ips(u, codes, steps, biases, ids, kg.PRIM_LVQ4)
+    approx = _traversal_ips(u, codes, steps, biases, ids, kg.PRIM_LVQ4_I8)
+    scaled = steps[ids, None].astype(np.float64) * values[ids, :dim]
+    rows = scaled + biases[ids, None]
+    scale = np.abs(u).max() / 127
+    rounding = np.linalg.norm(u - scale * np.clip(np.rint(u / scale), -127, 127))
+    bound = rounding * np.linalg.norm(scaled, axis=1) + 1e-4 * np.abs(exact) + 1e-5
+    assert np.all(np.abs(approx - exact) <= bound)
+    np.testing.assert_allclose(exact, -(rows @ u.astype(np.float64)), rtol=1e-4,
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("primary", ["lvq8", "lvq4"])
 @pytest.mark.parametrize("metric", ["cosine", "sqeuclidean", "inner_product"])
-def test_index_recall_with_and_without_integer_dots(reference, monkeypatch, metric):
+def test_index_recall_with_and_without_integer_dots(reference, monkeypatch, metric,
+                                                    primary):
     rng = np.random.default_rng(11)
     x = clustered(rng, 1500, 96, rank=40)
     q = x[:50] + 0.1 * rng.standard_normal((50, 96)).astype(np.float32)
@@ -149,8 +174,8 @@ def test_index_recall_with_and_without_integer_dots(reference, monkeypatch, metr
     found = {}
     for flag in ("0", "1"):
         monkeypatch.setenv("LEANVEC_INT8", flag)
-        index = Index(metric=metric, leanvec_dims=48, degree=16, build_window=40,
-                      n_threads=2).fit(x)
+        index = Index(metric=metric, leanvec_dims=48, primary=primary, degree=16,
+                      build_window=40, n_threads=2).fit(x)
         found[flag] = recall_at_k(index.search(q, 10, window=40, rerank=80).ids,
                                   true_ids, 10)
     assert found["0"] >= 0.9 and found["1"] >= 0.9

@@ -14,7 +14,9 @@ storage, so that one compiled kernel serves every kind:
   integer dot product (:func:`leanvec._kernels.int8.dot4`, AVX-512 VNNI where the
   processor has it). The query's rounding adds an error of the order of the
   codes' own to traversal distances; re-ranking on secondary vectors is
-  unaffected.
+  unaffected;
+- ``PRIM_LVQ4_I8``: the same for the 4-bit rows of ``PRIM_LVQ4``
+  (:func:`leanvec._kernels.int8.dot4_nibbles`).
 
 Unused arrays have zero rows. ``aux`` (n,) float32 holds a per-vector term added
 to every distance (squared norms for L2), or has length 0.
@@ -34,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import COSINE, EUCLIDEAN, FASTMATH, INNER_PRODUCT
-from .int8 import dot4
+from .int8 import dot4, dot4_nibbles
 from .lvq import lvq4_ip, lvq8_ip
 from .memory import prefetch_items, prefetch_rows
 from .topk import NO_ID, heap_push, heap_sort_inplace
@@ -44,6 +46,7 @@ PRIM_F16 = 1
 PRIM_LVQ8 = 2
 PRIM_LVQ4 = 3
 PRIM_LVQ8_I8 = 4
+PRIM_LVQ4_I8 = 5
 
 SEC_NONE = 0
 SEC_F32 = 1
@@ -94,9 +97,11 @@ def _prim_decode(i, prim, kind, out_u32, out_f32):
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def prepare_dots(u, kind, qcodes):
-    """For ``PRIM_LVQ8_I8``: round ``u`` to signed 8 bits into ``qcodes`` (length
-    d) with one scale; return (scale, sum of ``u``). Other kinds: (0, 0)."""
-    if kind != PRIM_LVQ8_I8:
+    """For ``PRIM_LVQ8_I8``: round ``u`` to signed 8 bits into ``qcodes`` with one
+    scale; for ``PRIM_LVQ4_I8`` the same, even coordinates first, then the odd
+    ones (each half ceil(d / 2) long, zero-padded). Return (scale, sum of
+    ``u``); other kinds: (0, 0). ``qcodes`` holds at least d + 1 values."""
+    if kind != PRIM_LVQ8_I8 and kind != PRIM_LVQ4_I8:
         return np.float32(0.0), np.float32(0.0)
     top = np.float32(0.0)
     total = np.float32(0.0)
@@ -105,8 +110,17 @@ def prepare_dots(u, kind, qcodes):
         total += u[j]
     scale = top / np.float32(127.0) if top > 0 else np.float32(1.0)
     inv = np.float32(1.0) / scale
-    for j in range(u.shape[0]):
-        qcodes[j] = np.int8(min(max(np.rint(u[j] * inv), -127.0), 127.0))
+    d = u.shape[0]
+    if kind == PRIM_LVQ8_I8:
+        for j in range(d):
+            qcodes[j] = np.int8(min(max(np.rint(u[j] * inv), -127.0), 127.0))
+        return scale, total
+    half = (d + 1) // 2
+    qcodes[half - 1] = 0
+    qcodes[2 * half - 1] = 0
+    for j in range(d):
+        slot = (j >> 1) + (half if j & 1 else 0)
+        qcodes[slot] = np.int8(min(max(np.rint(u[j] * inv), -127.0), 127.0))
     return scale, total
 
 
@@ -114,7 +128,7 @@ def prepare_dots(u, kind, qcodes):
 def _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
     """``<u, y_i>`` for ``PRIM_LVQ8_I8``: step_i qscale <q8, c_i> + bias_i sum(u),
     four rows per integer kernel call."""
-    d = qcodes.shape[0]
+    d = u8.shape[1]
     t = 0
     while t < count:
         i0 = ids[t]
@@ -133,6 +147,27 @@ def _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _i4_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
+    """:func:`_i8_dots` for ``PRIM_LVQ4_I8`` rows (two codes a byte)."""
+    width = u8.shape[1]
+    t = 0
+    while t < count:
+        i0 = ids[t]
+        i1 = ids[t + 1] if t + 1 < count else i0
+        i2 = ids[t + 2] if t + 2 < count else i0
+        i3 = ids[t + 3] if t + 3 < count else i0
+        a0, a1, a2, a3 = dot4_nibbles(u8, i0, i1, i2, i3, qcodes, width)
+        out[t] = steps[i0] * (qscale * np.float32(a0)) + biases[i0] * usum
+        if t + 1 < count:
+            out[t + 1] = steps[i1] * (qscale * np.float32(a1)) + biases[i1] * usum
+        if t + 2 < count:
+            out[t + 2] = steps[i2] * (qscale * np.float32(a2)) + biases[i2] * usum
+        if t + 3 < count:
+            out[t + 3] = steps[i3] * (qscale * np.float32(a3)) + biases[i3] * usum
+        t += 4
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_f32,
                qcodes, qscale, usum):
     """Traversal distances ``aux_i - c <u, y_i> + offset`` of rows ``ids[:count]``.
@@ -140,7 +175,7 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
     Writes ``out[:count]`` (float32). The storage kind is tested once per batch,
     not once per row: with the test inside the per-row function LLVM stopped
     vectorizing the inner loops (measured 15x slower). ``qcodes``, ``qscale``,
-    ``usum``: :func:`prepare_dots` of ``u`` (read for ``PRIM_LVQ8_I8`` only).
+    ``usum``: :func:`prepare_dots` of ``u`` (read for the ``_I8`` kinds only).
     """
     f32, f16, u8, steps, biases, aux = prim
     d = u.shape[0]
@@ -174,6 +209,8 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
             out[t] = lvq8_ip(u, u8[i], steps[i], biases[i])
     elif kind == PRIM_LVQ8_I8:
         _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out)
+    elif kind == PRIM_LVQ4_I8:
+        _i4_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out)
     else:
         for t in range(count):
             i = ids[t]
@@ -202,12 +239,13 @@ def _visited_words(n):
 
 
 @njit(cache=True, nogil=True)
-def _clear_visited(bits, graph, degrees, entry, exp_i, exp_n):
-    """Clear every bit a search set: the entry and the expanded nodes' neighbours.
+def _clear_visited(bits, graph, degrees, entries, exp_i, exp_n):
+    """Clear every bit a search set: the entries and the expanded nodes' neighbours.
 
     Costs O(visited), so one bitset serves many queries of a thread.
     """
-    bits[entry >> 6] = 0
+    for e in range(entries.shape[0]):
+        bits[entries[e] >> 6] = 0
     for e in range(exp_n):
         node = exp_i[e]
         for t in range(degrees[node]):
@@ -238,10 +276,63 @@ def _pool_push(pool_d, pool_i, d, i):
 
 
 # ------------------------------------------------------------------- search
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _offer(fresh, fresh_d, n_fresh, buf_d, buf_i, expanded, size, cur, use_pool,
+           pool_d, pool_i, ent_d, ent_i):
+    """Offer scored nodes ``fresh[:n_fresh]`` to the sorted buffer; return the new
+    (size, cur). Entrants (beating the current worst of a full buffer) are
+    sorted, then merged into the buffer from its end: O(window + entrants), not
+    O(window) per entrant. Nodes that fall off a full buffer go to the pool."""
+    cap = buf_d.shape[0]
+    m = 0
+    for t in range(n_fresh):
+        d = fresh_d[t]
+        if size == cap and d >= buf_d[size - 1]:
+            if use_pool and d < pool_d[0]:
+                _pool_push(pool_d, pool_i, d, fresh[t])
+            continue
+        # insertion sort, stable: after equal distances
+        pos = m
+        while pos > 0 and ent_d[pos - 1] > d:
+            ent_d[pos] = ent_d[pos - 1]
+            ent_i[pos] = ent_i[pos - 1]
+            pos -= 1
+        ent_d[pos] = d
+        ent_i[pos] = fresh[t]
+        m += 1
+    if m > 0:
+        i = size - 1
+        j = m - 1
+        w = size + m - 1
+        while j >= 0:
+            if i >= 0 and buf_d[i] > ent_d[j]:
+                d = buf_d[i]
+                node_w = buf_i[i]
+                done_w = expanded[i]
+                i -= 1
+            else:
+                d = ent_d[j]
+                node_w = ent_i[j]
+                done_w = False
+                j -= 1
+            if w < cap:
+                buf_d[w] = d
+                buf_i[w] = node_w
+                expanded[w] = done_w
+                if not done_w:
+                    cur = min(cur, w)
+            elif use_pool and d < pool_d[0]:
+                _pool_push(pool_d, pool_i, d, node_w)
+            w -= 1
+        size = min(size + m, cap)
+    return size, cur
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
+def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entries, window,
                 buf_d, buf_i, visited, pool_d, pool_i):
-    """Best-first search from ``entry`` with a sorted candidate buffer.
+    """Best-first search from the nodes ``entries`` (1-d int32, at least one) with
+    a sorted candidate buffer, which starts with the best of them.
 
     The buffer (``buf_d``/``buf_i``, capacity ``cap`` >= ``window``) keeps the
     closest nodes seen, ascending; the search expands the best unexpanded node
@@ -265,25 +356,26 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
     expanded = np.zeros(cap, dtype=np.bool_)
     buf_u32 = np.empty(u.shape[0], dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
-    fresh = np.empty(max(graph.shape[1], 1), dtype=np.int32)
+    fresh = np.empty(max(graph.shape[1], entries.shape[0], 1), dtype=np.int32)
     fresh_d = np.empty(fresh.shape[0], dtype=np.float32)
     ent_i = np.empty(fresh.shape[0], dtype=np.int32)
     ent_d = np.empty(fresh.shape[0], dtype=np.float32)
     exp_n = 0
     exp_i = np.empty(window * 2, dtype=np.int32)
     exp_d = np.empty(exp_i.shape[0], dtype=np.float32)
-    qcodes = np.empty(u.shape[0], dtype=np.int8)
+    qcodes = np.empty(u.shape[0] + 1, dtype=np.int8)
     qscale, usum = prepare_dots(u, kind, qcodes)
 
-    fresh[0] = entry
-    _visit(visited, fresh[0])
-    batch_dist(u, c, offset, use_aux, fresh, 1, prim, kind, fresh_d, buf_u32,
+    n_fresh = 0
+    for t in range(entries.shape[0]):
+        if _visit(visited, entries[t]):
+            fresh[n_fresh] = entries[t]
+            n_fresh += 1
+    batch_dist(u, c, offset, use_aux, fresh, n_fresh, prim, kind, fresh_d, buf_u32,
                buf_f32, qcodes, qscale, usum)
-    buf_d[0] = fresh_d[0]
-    buf_i[0] = fresh[0]
     use_pool = pool_d.shape[0] > 0
-    size = 1
-    cur = 0
+    size, cur = _offer(fresh, fresh_d, n_fresh, buf_d, buf_i, expanded, 0, 0,
+                       use_pool, pool_d, pool_i, ent_d, ent_i)
     while True:
         while cur < size and expanded[cur]:
             cur += 1
@@ -314,51 +406,9 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window
         batch_dist(u, c, offset, use_aux, fresh, n_fresh, prim, kind, fresh_d,
                    buf_u32, buf_f32, qcodes, qscale, usum)
 
-        # Entrants (beating the current worst of a full buffer), sorted, then
-        # merged into the buffer from its end: O(window + entrants) per
-        # expansion, not O(window) per entrant.
-        m = 0
-        for t in range(n_fresh):
-            d = fresh_d[t]
-            if size == cap and d >= buf_d[size - 1]:
-                if use_pool and d < pool_d[0]:
-                    _pool_push(pool_d, pool_i, d, fresh[t])
-                continue
-            # insertion sort, stable: after equal distances
-            pos = m
-            while pos > 0 and ent_d[pos - 1] > d:
-                ent_d[pos] = ent_d[pos - 1]
-                ent_i[pos] = ent_i[pos - 1]
-                pos -= 1
-            ent_d[pos] = d
-            ent_i[pos] = fresh[t]
-            m += 1
-        if m > 0:
-            i = size - 1
-            j = m - 1
-            w = size + m - 1
-            while j >= 0:
-                if i >= 0 and buf_d[i] > ent_d[j]:
-                    d = buf_d[i]
-                    node_w = buf_i[i]
-                    done_w = expanded[i]
-                    i -= 1
-                else:
-                    d = ent_d[j]
-                    node_w = ent_i[j]
-                    done_w = False
-                    j -= 1
-                if w < cap:
-                    buf_d[w] = d
-                    buf_i[w] = node_w
-                    expanded[w] = done_w
-                    if not done_w:
-                        cur = min(cur, w)
-                elif use_pool and d < pool_d[0]:
-                    _pool_push(pool_d, pool_i, d, node_w)
-                w -= 1
-            size = min(size + m, cap)
-    _clear_visited(visited, graph, degrees, entry, exp_i, exp_n)
+        size, cur = _offer(fresh, fresh_d, n_fresh, buf_d, buf_i, expanded, size,
+                           cur, use_pool, pool_d, pool_i, ent_d, ent_i)
+    _clear_visited(visited, graph, degrees, entries, exp_i, exp_n)
     return size, exp_i[:exp_n], exp_d[:exp_n]
 
 
@@ -464,7 +514,7 @@ def rerank_distances(q, ids, count, sec, sec_kind, metric, out):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, window,
+def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entries, window,
                   cap, rerank, q, sec, sec_kind, metric, final_offset, out_i, out_d,
                   visited):
     """Traverse, re-score the best ``rerank`` candidates, write the best k."""
@@ -474,7 +524,7 @@ def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, wind
     pool_d = np.full(max(cap - window, 0), np.inf, dtype=np.float32)
     pool_i = np.full(pool_d.shape[0], -1, dtype=np.int32)
     size, _, _ = beam_search(u, c, offset, use_aux, prim, kind, graph, degrees,
-                             entry, window, buf_d, buf_i, visited, pool_d, pool_i)
+                             entries, window, buf_d, buf_i, visited, pool_d, pool_i)
     # The candidates' order does not matter: the final top-k heap sorts.
     cand = np.empty(cap, dtype=np.int32)
     cand_d = np.empty(cap, dtype=np.float32)
@@ -512,7 +562,7 @@ def _search_query(u, c, offset, use_aux, prim, kind, graph, degrees, entry, wind
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, window,
+def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entries, window,
                  cap, rerank, queries, sec, sec_kind, metric, final_offsets, out_i,
                  out_d, n_threads):
     """Search every query in parallel: one task a thread, queries interleaved.
@@ -525,8 +575,10 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
         Distance terms of the module docstring (``offsets`` per query).
     prim, kind : primary tuple and storage kind.
     graph : array of shape (n, degree), int32; degrees : array of shape (n,), int32
-    entry, window, cap, rerank : int
-        Entry node, search window, size of the pool of best visited nodes that is
+    entries : array of shape (m,), int32
+        Entry nodes (at least one): the search starts from the best of them.
+    window, cap, rerank : int
+        Search window, size of the pool of best visited nodes that is
         re-ranked (``max(rerank, k)``), and the re-rank depth.
     queries : array of shape (n_queries, D), float32
         Original queries (unit length for cosine) for re-scoring.
@@ -551,12 +603,12 @@ def search_batch(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, win
         visited = _visited_words(graph.shape[0])
         for q in range(task, us.shape[0], n_tasks):
             _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
-                          entry, window, cap, rerank, queries[q], sec, sec_kind,
+                          entries, window, cap, rerank, queries[q], sec, sec_kind,
                           metric, final_offsets[q], out_i[q], out_d[q], visited)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def search_serial(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, window,
+def search_serial(us, c, offsets, use_aux, prim, kind, graph, degrees, entries, window,
                   cap, rerank, queries, sec, sec_kind, metric, final_offsets, out_i,
                   out_d):
     """:func:`search_batch` on the calling thread: the low-latency path for few
@@ -566,7 +618,7 @@ def search_serial(us, c, offsets, use_aux, prim, kind, graph, degrees, entry, wi
     visited = _visited_words(graph.shape[0])
     for q in range(us.shape[0]):
         _search_query(us[q], c, offsets[q], use_aux, prim, kind, graph, degrees,
-                      entry, window, cap, rerank, queries[q], sec, sec_kind, metric,
+                      entries, window, cap, rerank, queries[q], sec, sec_kind, metric,
                       final_offsets[q], out_i[q], out_d[q], visited)
 
 
@@ -612,7 +664,7 @@ def _split_duplicates(p, rem_i, rem_d, n_rem, prim, kind, shift, ip_mode, dups):
     buf_u32 = np.empty(dim, dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
     c, off, use_aux = _build_query(p, prim, kind, shift, ip_mode, u_u32, u_f32)
-    qcodes = np.empty(dim, dtype=np.int8)
+    qcodes = np.empty(dim + 1, dtype=np.int8)
     qscale, usum = prepare_dots(u_f32, kind, qcodes)
     me = np.full(1, p, dtype=np.int32)
     d_self = np.empty(1, dtype=np.float32)
@@ -693,7 +745,7 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
     buf_u32 = np.empty(dim, dtype=np.uint32)
     buf_f32 = buf_u32.view(np.float32)
     d_kx = np.empty(n_rem, dtype=np.float32)
-    qcodes = np.empty(dim, dtype=np.int8)
+    qcodes = np.empty(dim + 1, dtype=np.int8)
     head = 0
     while head < n_rem and count < degree:
         x = rem_i[head]
@@ -729,7 +781,7 @@ def robust_prune(p, cand_i, cand_d, degree, alpha, ip_mode, prim, kind, shift,
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, degree, entry,
+def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, degree, entries,
                  window, alpha, out_lists, out_counts, n_threads):
     """Search for each point of a batch and robust-prune its new neighbour list.
 
@@ -745,12 +797,12 @@ def insert_batch(points, prim, kind, shift, ip_mode, graph, degrees, degree, ent
         visited = _visited_words(graph.shape[0])
         for b in range(task, points.shape[0], n_tasks):
             out_counts[b] = _insert_one(points[b], prim, kind, shift, ip_mode, graph,
-                                        degrees, degree, entry, window, alpha,
+                                        degrees, degree, entries, window, alpha,
                                         out_lists[b], visited)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, degree, entry, window,
+def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, degree, entries, window,
                 alpha, out, visited):
     """Search for point ``p``, prune its candidates into ``out``; return the count."""
     dim = shift.shape[0]
@@ -760,7 +812,7 @@ def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, degree, entry, wi
     buf_d = np.empty(window, dtype=np.float32)
     buf_i = np.empty(window, dtype=np.int32)
     _, exp_i, exp_d = beam_search(u_f32, c, off, use_aux, prim, kind, graph, degrees,
-                                  entry, window, buf_d, buf_i, visited,
+                                  entries, window, buf_d, buf_i, visited,
                                   np.empty(0, np.float32), np.empty(0, np.int32))
 
     # Candidates: the expanded nodes plus the current neighbours.
@@ -772,7 +824,7 @@ def _insert_one(p, prim, kind, shift, ip_mode, graph, degrees, degree, entry, wi
     cand_d[:ne] = exp_d
     cand_i[ne:] = graph[p, :nd]
     tmp_u32 = np.empty(dim, dtype=np.uint32)
-    qcodes = np.empty(dim, dtype=np.int8)
+    qcodes = np.empty(dim + 1, dtype=np.int8)
     qscale, usum = prepare_dots(u_f32, kind, qcodes)
     batch_dist(u_f32, c, off, use_aux, cand_i[ne:], nd, prim, kind, cand_d[ne:],
                tmp_u32, tmp_u32.view(np.float32), qcodes, qscale, usum)
@@ -821,7 +873,7 @@ def add_reverse_edges(targets, starts, sources, prim, kind, shift, ip_mode,
         tmp_u32 = np.empty(dim, dtype=np.uint32)
         tmp_f32 = tmp_u32.view(np.float32)
         cand_d = np.empty(n_cand, dtype=np.float32)
-        qcodes = np.empty(dim, dtype=np.int8)
+        qcodes = np.empty(dim + 1, dtype=np.int8)
         qscale, usum = prepare_dots(u_f32, kind, qcodes)
         batch_dist(u_f32, c, off, use_aux, cand_i, n_cand, prim, kind, cand_d,
                    tmp_u32, tmp_f32, qcodes, qscale, usum)

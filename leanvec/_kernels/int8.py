@@ -22,6 +22,7 @@ path.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -55,6 +56,7 @@ def available() -> bool:
     return _has_vnni()
 
 
+@functools.cache
 def _has_vnni() -> bool:
     """The processor has AVX-512 VNNI and numba compiles for it with an LLVM that
     spells the intrinsic as this module does."""
@@ -157,129 +159,157 @@ def _dot_tile(typingctx, codes, qcodes, block, q0, out):
     return sig, codegen
 
 
-@intrinsic
-def dot4(typingctx, codes, i0, i1, i2, i3, qcodes, n_bytes):
-    """Int32 dot products of rows i0..i3 of ``codes`` (2-d uint8, C order) with
-    ``qcodes`` (1-d int8) over their first ``n_bytes`` bytes, as a 4-tuple.
+def _dot4_intrinsic(nibbles: bool):
+    """Build :func:`dot4` (byte codes) or :func:`dot4_nibbles` (two 4-bit codes a
+    byte, even coordinates in the low nibble)."""
 
-    64 bytes a step, the last partial step through masked loads (no byte past
-    ``n_bytes`` is read). Four independent accumulator chains (one per row)
-    keep the multiply-add units busy. With AVX-512 VNNI one ``vpdpbusd`` per row
-    and step; on other processors plain vector IR (widen, multiply, add) that
-    LLVM lowers to what the processor has, so callers compile everywhere.
-    """
-    if not (isinstance(codes, types.Array) and isinstance(qcodes, types.Array)):
-        return None
-    sig = types.UniTuple(types.int32, 4)(codes, i0, i1, i2, i3, qcodes, n_bytes)
-    vnni = _has_vnni()
+    @intrinsic
+    def kernel(typingctx, codes, i0, i1, i2, i3, qcodes, n_bytes):
+        if not (isinstance(codes, types.Array) and isinstance(qcodes, types.Array)):
+            return None
+        sig = types.UniTuple(types.int32, 4)(codes, i0, i1, i2, i3, qcodes, n_bytes)
+        vnni = _has_vnni()
 
-    def codegen(context, builder, signature, args):
-        code_arr = context.make_array(signature.args[0])(context, builder, args[0])
-        query_arr = context.make_array(signature.args[5])(context, builder, args[5])
-        i1_, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
-        bytes64 = ir.VectorType(i8, 64)
-        mask_type = ir.VectorType(i1_, 64)
-        acc_type = ir.VectorType(i32, 16 if vnni else 64)
-        row_bytes = builder.extract_value(code_arr.shape, 1)
-        code_base = builder.bitcast(code_arr.data, i8.as_pointer())
-        query_base = builder.bitcast(query_arr.data, i8.as_pointer())
-        rows = [builder.gep(code_base, [builder.mul(
-            context.cast(builder, args[1 + r], signature.args[1 + r], types.int64),
-            row_bytes)]) for r in range(4)]
-        total = context.cast(builder, args[6], signature.args[6], types.int64)
-        chunks = builder.sdiv(total, i64(64))
-        rest = builder.sub(total, builder.mul(chunks, i64(64)))
+        def codegen(context, builder, signature, args):
+            return _dot4_codegen(context, builder, signature, args, vnni, nibbles)
+
+        return sig, codegen
+
+    return kernel
+
+
+def _dot4_codegen(context, builder, signature, args, vnni, nibbles):
+    code_arr = context.make_array(signature.args[0])(context, builder, args[0])
+    query_arr = context.make_array(signature.args[5])(context, builder, args[5])
+    bit, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    bytes64 = ir.VectorType(i8, 64)
+    mask_type = ir.VectorType(bit, 64)
+    acc_type = ir.VectorType(i32, 16 if vnni else 64)
+    row_bytes = builder.extract_value(code_arr.shape, 1)
+    code_base = builder.bitcast(code_arr.data, i8.as_pointer())
+    query_base = builder.bitcast(query_arr.data, i8.as_pointer())
+    rows = [builder.gep(code_base, [builder.mul(
+        context.cast(builder, args[1 + r], signature.args[1 + r], types.int64),
+        row_bytes)]) for r in range(4)]
+    total = context.cast(builder, args[6], signature.args[6], types.int64)
+    odd_base = builder.gep(query_base, [total])  # nibbles: odd coordinates
+    chunks = builder.sdiv(total, i64(64))
+    rest = builder.sub(total, builder.mul(chunks, i64(64)))
+    if vnni:
+        fnty = ir.FunctionType(acc_type, [acc_type, bytes64, bytes64])
+        vpdpbusd = cgutils.get_or_insert_function(builder.module, fnty,
+                                                  "llvm.x86.avx512.vpdpbusd.512")
+    masked_load = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(bytes64, [bytes64.as_pointer(), i32, mask_type, bytes64]),
+        "llvm.masked.load.v64i8.p0")
+    low_bits = ir.Constant(bytes64, [15] * 64)
+    four = ir.Constant(bytes64, [4] * 64)
+
+    def multiply_add(acc, query, codes):
         if vnni:
-            fnty = ir.FunctionType(acc_type, [acc_type, bytes64, bytes64])
-            vpdpbusd = cgutils.get_or_insert_function(builder.module, fnty,
-                                                      "llvm.x86.avx512.vpdpbusd.512")
-        masked_load = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(bytes64, [bytes64.as_pointer(), i32, mask_type, bytes64]),
-            "llvm.masked.load.v64i8.p0")
+            return builder.call(vpdpbusd, [acc, codes, query])
+        return builder.add(acc, builder.mul(builder.zext(codes, acc_type),
+                                            builder.sext(query, acc_type)))
 
-        def accumulate(acc, query, codes):
-            if vnni:
-                return builder.call(vpdpbusd, [acc, codes, query])
-            return builder.add(acc, builder.mul(builder.zext(codes, acc_type),
-                                                builder.sext(query, acc_type)))
-
-        entry = builder.block
-        loop = builder.function.append_basic_block("dot4_loop")
-        tail = builder.function.append_basic_block("dot4_tail")
-        partial = builder.function.append_basic_block("dot4_partial")
-        done = builder.function.append_basic_block("dot4_done")
-        zero = ir.Constant(acc_type, None)
-        builder.cbranch(builder.icmp_signed(">", chunks, i64(0)), loop, tail)
-
-        builder.position_at_end(loop)
-        step = builder.phi(i64)
-        step.add_incoming(i64(0), entry)
-        acc = []
-        for _ in range(4):
-            phi = builder.phi(acc_type)
-            phi.add_incoming(zero, entry)
-            acc.append(phi)
-        offset = builder.mul(step, i64(64))
-        query = builder.load(builder.bitcast(builder.gep(query_base, [offset]),
-                                             bytes64.as_pointer()), align=1)
-        new = []
+    def step_in(acc, load, offset):
+        """Add one step's products for the four rows; ``load(ptr)`` reads 64 bytes."""
+        query = load(builder.gep(query_base, [offset]))
+        if nibbles:
+            odd = load(builder.gep(odd_base, [offset]))
+        out = []
         for r in range(4):
-            code = builder.load(builder.bitcast(builder.gep(rows[r], [offset]),
-                                                bytes64.as_pointer()), align=1)
-            new.append(accumulate(acc[r], query, code))
-        next_step = builder.add(step, i64(1))
-        latch = builder.block
-        step.add_incoming(next_step, latch)
-        for r in range(4):
-            acc[r].add_incoming(new[r], latch)
-        builder.cbranch(builder.icmp_signed("<", next_step, chunks), loop, tail)
+            code = load(builder.gep(rows[r], [offset]))
+            if nibbles:
+                low = builder.and_(code, low_bits)
+                high = builder.lshr(code, four)
+                out.append(multiply_add(multiply_add(acc[r], query, low), odd, high))
+            else:
+                out.append(multiply_add(acc[r], query, code))
+        return out
 
-        builder.position_at_end(tail)
-        after = []
-        for r in range(4):  # every phi first
-            phi = builder.phi(acc_type)
-            phi.add_incoming(zero, entry)
-            phi.add_incoming(new[r], latch)
-            after.append(phi)
-        builder.cbranch(builder.icmp_signed(">", rest, i64(0)), partial, done)
+    def plain_load(ptr):
+        return builder.load(builder.bitcast(ptr, bytes64.as_pointer()), align=1)
 
-        builder.position_at_end(partial)
-        lane_ids = ir.Constant(ir.VectorType(i64, 64), list(range(64)))
-        limit = builder.insert_element(ir.Constant(ir.VectorType(i64, 64), ir.Undefined),
-                                       rest, i32(0))
-        limit = builder.shuffle_vector(limit, ir.Constant(ir.VectorType(i64, 64),
-                                                          ir.Undefined),
-                                       ir.Constant(ir.VectorType(i32, 64), None))
-        mask = builder.icmp_signed("<", lane_ids, limit)
-        offset = builder.mul(chunks, i64(64))
-        nothing = ir.Constant(bytes64, None)
-        query = builder.call(masked_load, [
-            builder.bitcast(builder.gep(query_base, [offset]), bytes64.as_pointer()),
-            i32(1), mask, nothing])
-        ended = []
-        for r in range(4):
-            code = builder.call(masked_load, [
-                builder.bitcast(builder.gep(rows[r], [offset]), bytes64.as_pointer()),
-                i32(1), mask, nothing])
-            ended.append(accumulate(after[r], query, code))
-        builder.branch(done)
+    entry = builder.block
+    loop = builder.function.append_basic_block("dot4_loop")
+    tail = builder.function.append_basic_block("dot4_tail")
+    partial = builder.function.append_basic_block("dot4_partial")
+    done = builder.function.append_basic_block("dot4_done")
+    zero = ir.Constant(acc_type, None)
+    builder.cbranch(builder.icmp_signed(">", chunks, i64(0)), loop, tail)
 
-        builder.position_at_end(done)
-        lanes = acc_type.count
-        reduce = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(i32, [acc_type]),
-            f"llvm.vector.reduce.add.v{lanes}i32")
-        finals = []
-        for r in range(4):
-            phi = builder.phi(acc_type)
-            phi.add_incoming(after[r], tail)
-            phi.add_incoming(ended[r], partial)
-            finals.append(phi)
-        sums = [builder.call(reduce, [final]) for final in finals]
-        return context.make_tuple(builder, signature.return_type, sums)
+    builder.position_at_end(loop)
+    step = builder.phi(i64)
+    step.add_incoming(i64(0), entry)
+    acc = []
+    for _ in range(4):
+        phi = builder.phi(acc_type)
+        phi.add_incoming(zero, entry)
+        acc.append(phi)
+    new = step_in(acc, plain_load, builder.mul(step, i64(64)))
+    next_step = builder.add(step, i64(1))
+    latch = builder.block
+    step.add_incoming(next_step, latch)
+    for r in range(4):
+        acc[r].add_incoming(new[r], latch)
+    builder.cbranch(builder.icmp_signed("<", next_step, chunks), loop, tail)
 
-    return sig, codegen
+    builder.position_at_end(tail)
+    after = []
+    for r in range(4):  # every phi first
+        phi = builder.phi(acc_type)
+        phi.add_incoming(zero, entry)
+        phi.add_incoming(new[r], latch)
+        after.append(phi)
+    builder.cbranch(builder.icmp_signed(">", rest, i64(0)), partial, done)
+
+    builder.position_at_end(partial)
+    wide = ir.VectorType(i64, 64)
+    limit = builder.insert_element(ir.Constant(wide, ir.Undefined), rest, i32(0))
+    limit = builder.shuffle_vector(limit, ir.Constant(wide, ir.Undefined),
+                                   ir.Constant(ir.VectorType(i32, 64), None))
+    mask = builder.icmp_signed("<", ir.Constant(wide, list(range(64))), limit)
+    nothing = ir.Constant(bytes64, None)
+
+    def masked(ptr):
+        return builder.call(masked_load, [builder.bitcast(ptr, bytes64.as_pointer()),
+                                          i32(1), mask, nothing])
+
+    ended = step_in(after, masked, builder.mul(chunks, i64(64)))
+    builder.branch(done)
+
+    builder.position_at_end(done)
+    reduce = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(i32, [acc_type]),
+        f"llvm.vector.reduce.add.v{acc_type.count}i32")
+    finals = []
+    for r in range(4):
+        phi = builder.phi(acc_type)
+        phi.add_incoming(after[r], tail)
+        phi.add_incoming(ended[r], partial)
+        finals.append(phi)
+    sums = [builder.call(reduce, [final]) for final in finals]
+    return context.make_tuple(builder, signature.return_type, sums)
+
+
+dot4 = _dot4_intrinsic(nibbles=False)
+dot4.__doc__ = """dot4(codes, i0, i1, i2, i3, qcodes, n_bytes) -> 4-tuple of int32.
+
+Dot products of rows i0..i3 of ``codes`` (2-d uint8, C order) with ``qcodes``
+(1-d int8) over their first ``n_bytes`` bytes. 64 bytes a step, the last
+partial step through masked loads (no byte past ``n_bytes`` is read); four
+independent accumulator chains (one per row). With AVX-512 VNNI one
+``vpdpbusd`` per row and step; on other processors plain vector IR (widen,
+multiply, add) that LLVM lowers to what the processor has, so callers compile
+everywhere."""
+
+dot4_nibbles = _dot4_intrinsic(nibbles=True)
+dot4_nibbles.__doc__ = """dot4_nibbles(codes, i0, i1, i2, i3, qcodes, n_bytes) -> 4-tuple.
+
+As :func:`dot4` for rows of two 4-bit codes a byte (even coordinates in the
+low nibble): ``qcodes`` holds 2 * ``n_bytes`` int8, the query's even
+coordinates then its odd ones."""
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
