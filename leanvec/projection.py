@@ -21,6 +21,7 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
+from ._kernels.topk import largest_ids
 from ._validation import (
     apply_scale,
     as_matrix,
@@ -253,7 +254,7 @@ def _weighted_loss(gains: NDArray, total: float, power: float, d: int) -> float:
 
 def _top_ids(scores: NDArray, k: int) -> NDArray:
     """Column ids of the ``k`` largest scores per row (unordered)."""
-    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return largest_ids(np.ascontiguousarray(scores), k)
 
 
 def _choose_power(x: NDArray[np.float32], q: NDArray[np.float32],

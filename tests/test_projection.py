@@ -487,3 +487,15 @@ def test_huge_and_tiny_magnitudes_fit_the_same_projection(scale, kind, solver):
     assert np.isfinite(reduced).all()
     np.testing.assert_allclose(reduced / scale, ref.transform_database(x),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_largest_ids_match_a_full_sort(k):
+    from leanvec._kernels.topk import largest_ids
+    rng = np.random.default_rng(5)
+    scores = rng.standard_normal((40, 300)).astype(np.float32)
+    scores[3, :] = 1.0  # all tied: the first k columns
+    found = largest_ids(scores, k)
+    for r in range(40):
+        want = np.argsort(-scores[r], kind="stable")[:k]
+        assert set(found[r]) == set(want)

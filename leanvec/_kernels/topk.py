@@ -193,3 +193,45 @@ def select_block(scores, offset, query_bias, base_sq, l2, heap_d, heap_i):
                     d = bias - row[j]
                 if d <= hd[0]:
                     heap_push(hd, hi, d, offset + j)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def largest_ids(scores, k):
+    """Column ids of the ``k`` largest scores of each row, unordered (ties: the
+    earlier column), shape (n_rows, k) int64; a size-k min-heap per row."""
+    n_rows, n_cols = scores.shape
+    out = np.empty((n_rows, k), dtype=np.int64)
+    for r in prange(n_rows):
+        heap_v = np.empty(k, dtype=scores.dtype)
+        heap_i = out[r]
+        for j in range(k):  # heapify the first k
+            v = scores[r, j]
+            pos = j
+            while pos > 0:
+                parent = (pos - 1) >> 1
+                if heap_v[parent] <= v:
+                    break
+                heap_v[pos] = heap_v[parent]
+                heap_i[pos] = heap_i[parent]
+                pos = parent
+            heap_v[pos] = v
+            heap_i[pos] = j
+        for j in range(k, n_cols):
+            v = scores[r, j]
+            if not v > heap_v[0]:
+                continue
+            pos = 0
+            while True:
+                child = 2 * pos + 1
+                if child >= k:
+                    break
+                if child + 1 < k and heap_v[child + 1] < heap_v[child]:
+                    child += 1
+                if heap_v[child] >= v:
+                    break
+                heap_v[pos] = heap_v[child]
+                heap_i[pos] = heap_i[child]
+                pos = child
+            heap_v[pos] = v
+            heap_i[pos] = j
+    return out
