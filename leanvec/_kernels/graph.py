@@ -285,21 +285,34 @@ def _offer(fresh, fresh_d, n_fresh, buf_d, buf_i, expanded, size, cur, use_pool,
     O(window) per entrant. Nodes that fall off a full buffer go to the pool."""
     cap = buf_d.shape[0]
     m = 0
-    for t in range(n_fresh):
-        d = fresh_d[t]
-        if size == cap and d >= buf_d[size - 1]:
-            if use_pool and d < pool_d[0]:
-                _pool_push(pool_d, pool_i, d, fresh[t])
-            continue
-        # insertion sort, stable: after equal distances
-        pos = m
+    if use_pool:
+        for t in range(n_fresh):
+            d = fresh_d[t]
+            if size == cap and d >= buf_d[size - 1]:
+                if d < pool_d[0]:
+                    _pool_push(pool_d, pool_i, d, fresh[t])
+                continue
+            ent_d[m] = d
+            ent_i[m] = fresh[t]
+            m += 1
+    else:  # branch-free filter: most nodes fail the test, unpredictably
+        worst = buf_d[size - 1] if size == cap else np.float32(np.inf)
+        for t in range(n_fresh):
+            d = fresh_d[t]
+            ent_d[m] = d
+            ent_i[m] = fresh[t]
+            m += d < worst
+    # insertion sort, stable: after equal distances
+    for a in range(1, m):
+        d = ent_d[a]
+        node_a = ent_i[a]
+        pos = a
         while pos > 0 and ent_d[pos - 1] > d:
             ent_d[pos] = ent_d[pos - 1]
             ent_i[pos] = ent_i[pos - 1]
             pos -= 1
         ent_d[pos] = d
-        ent_i[pos] = fresh[t]
-        m += 1
+        ent_i[pos] = node_a
     if m > 0:
         i = size - 1
         j = m - 1
@@ -398,11 +411,14 @@ def beam_search(u, c, offset, use_aux, prim, kind, graph, degrees, entries, wind
 
         # Gather the unvisited neighbours, then score them in one batch.
         n_fresh = 0
-        for t in range(degrees[node]):
+        for t in range(degrees[node]):  # branch-free: the test is a coin flip
             nb = graph[node, t]
-            if _visit(visited, nb):
-                fresh[n_fresh] = nb
-                n_fresh += 1
+            word = nb >> 6
+            mask = np.uint64(1) << np.uint64(nb & 63)
+            seen = visited[word] & mask
+            visited[word] |= mask
+            fresh[n_fresh] = nb
+            n_fresh += seen == 0
         batch_dist(u, c, offset, use_aux, fresh, n_fresh, prim, kind, fresh_d,
                    buf_u32, buf_f32, qcodes, qscale, usum)
 
