@@ -212,6 +212,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 CONFIGS = {
     "default": {},
+    "auto": {"leanvec_dims": "auto"},
     "float16-secondary": {"secondary": "float16"},
     "degree32": {"degree": 32},
     "d160": {"leanvec_dims": 160},
@@ -233,7 +234,10 @@ def main(argv=None) -> int:
         for config in args.configs.split(","):
             params = {"leanvec_dims": dims, **CONFIGS[config]}
             with limit_threads(args.build_threads):
-                label = f"leanvec {config} d={params['leanvec_dims']}"
+                shown = params["leanvec_dims"]
+                if shown == "auto":
+                    shown = leanvec.Index(leanvec_dims="auto")._resolve_dims(ds.dim)
+                label = f"leanvec {config} d={shown}"
             runs.append(run_leanvec(ds, args, label, **params))
             gc.collect()
         for peer in peers:
