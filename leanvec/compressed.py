@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._kernels import METRIC_CODES
+from ._kernels import METRIC_CODES, int8
 from ._kernels.lvq import (
     KIND_IP,
     KIND_L2,
@@ -359,7 +359,8 @@ class CompressedIndex:
             # the int32 products of lvq8_ip_scan hold 255 * dim * |qi| < 2**31
             if (bits == 8 and residual_bits == 0 and kind == KIND_IP
                     and 255 * codes.shape[1] < 2**31):
-                lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i)
+                lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i,
+                             int8.available())
             else:
                 lvq_scan(*args, heap_d, heap_i)
             return

@@ -180,3 +180,23 @@ def test_index_recall_with_and_without_integer_dots(reference, monkeypatch, metr
                                   true_ids, 10)
     assert found["0"] >= 0.9 and found["1"] >= 0.9
     assert abs(found["0"] - found["1"]) <= 0.03
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 7, 256])
+def test_split_products_equal_int16_products(rng, rows):
+    from leanvec._kernels.lvq import _dot_i16_u8, _dots_split
+    dim = 300
+    codes = rng.integers(0, 256, (rows + 5, dim), dtype=np.uint8)
+    qi = rng.integers(-32639, 32640, dim).astype(np.int16)
+    qi[:4] = [32639, -32639, 127, -128]
+    low = ((qi.astype(np.int32) + 128) & 255) - 128
+    hi8 = ((qi.astype(np.int32) - low) >> 8).astype(np.int8)
+    lo8 = low.astype(np.int8)
+    np.testing.assert_array_equal(hi8.astype(np.int32) * 256 + lo8, qi)
+    small = (qi // 8).astype(np.int16)  # keep int32 sums in range at dim 300
+    low = ((small.astype(np.int32) + 128) & 255) - 128
+    hi8 = ((small.astype(np.int32) - low) >> 8).astype(np.int8)
+    dots = np.empty(rows, np.int32)
+    _dots_split(hi8, low.astype(np.int8), codes, 2, rows, dots)
+    want = [_dot_i16_u8(small, codes[2 + r]) for r in range(rows)]
+    np.testing.assert_array_equal(dots, want)

@@ -108,19 +108,20 @@ def test_filtered_ip_scan_equals_the_plain_scan(rng, dim):
     steps, biases = lvq.kernel_constants(codes)
     offsets = (queries @ lvq.mean).astype(np.float32)
     results = []
-    for filtered in (False, True):
+    for filtered in (False, True, "split"):
         heap_d = np.full((6, 9), np.inf, np.float32)
         heap_i = np.full((6, 9), K.NO_ID, np.int64)
         if filtered:
             K.lvq8_ip_scan(queries, offsets, codes.codes, steps, biases, heap_d,
-                           heap_i)
+                           heap_i, filtered == "split")
         else:
             K.lvq_scan(queries, offsets, codes.codes, np.empty((500, 0), np.uint8),
                        steps, biases, 8, 0, K.KIND_IP, heap_d, heap_i)
         finish_heaps(heap_d, heap_i)
         results.append((heap_d, heap_i))
-    np.testing.assert_array_equal(results[1][1], results[0][1])
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
+    for found in results[1:]:
+        np.testing.assert_array_equal(found[1], results[0][1])
+        np.testing.assert_allclose(found[0], results[0][0], rtol=1e-6, atol=1e-6)
     ref = -(queries[0].astype(np.float64) @ _decoded64(lvq, codes).T)
     np.testing.assert_allclose(results[1][0][0], np.sort(ref)[:9], rtol=1e-5,
                                atol=1e-4)

@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import FASTMATH
+from .int8 import dot4
 from .topk import NO_ID, heap_push, heap_sort_inplace
 
 # Distance kinds understood by the batch kernels.
@@ -298,7 +299,8 @@ def _quantize_query(query, qi):
     int32 sum of ``qi_j c_j`` over 8-bit codes cannot overflow.
     """
     dim = query.shape[0]
-    top = min(32767, (2**31 - 1) // (255 * max(dim, 1)))
+    # 32639: the high byte of 256 h + l (l in [-128, 127]) stays within int8
+    top = min(32639, (2**31 - 1) // (255 * max(dim, 1)))
     amax = 0.0
     for j in range(dim):
         amax = max(amax, abs(np.float64(query[j])))
@@ -314,8 +316,31 @@ def _quantize_query(query, qi):
     return scale, error, l1
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _dots_split(hi8, lo8, codes, r0, rows, dots):
+    """``dots[r] = <256 hi8 + lo8, codes[r0 + r]>`` for ``rows`` rows, exactly, from
+    two 8-bit dot products (:func:`leanvec._kernels.int8.dot4`) four rows at a
+    time."""
+    width = codes.shape[1]
+    for r in range(0, rows, 4):
+        i0 = r0 + r
+        i1 = r0 + min(r + 1, rows - 1)
+        i2 = r0 + min(r + 2, rows - 1)
+        i3 = r0 + min(r + 3, rows - 1)
+        h0, h1, h2, h3 = dot4(codes, i0, i1, i2, i3, hi8, width)
+        l0, l1, l2, l3 = dot4(codes, i0, i1, i2, i3, lo8, width)
+        dots[r] = np.int32(np.int64(h0) * 256 + l0)
+        if r + 1 < rows:
+            dots[r + 1] = np.int32(np.int64(h1) * 256 + l1)
+        if r + 2 < rows:
+            dots[r + 2] = np.int32(np.int64(h2) * 256 + l2)
+        if r + 3 < rows:
+            dots[r + 3] = np.int32(np.int64(h3) * 256 + l3)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i):
+def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i,
+                 split=False):
     """:func:`lvq_scan` for one-level 8-bit codes and :data:`KIND_IP`, filtered.
 
     Each query is rounded to int16 once; a row's inner product with it is an exact
@@ -336,6 +361,10 @@ def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i):
     heap_d : array of shape (n_queries, k), float32, filled with +inf
     heap_i : array of shape (n_queries, k), int64, filled with ``NO_ID``
         Updated in place; sort with ``finish_heaps`` afterwards.
+    split : bool
+        Form the int32 products from the int16 query's two bytes with 8-bit dot
+        products (AVX-512 VNNI; see :mod:`leanvec._kernels.int8`) instead of
+        16-bit multiplies. Same integers either way.
     """
     n, dim = codes.shape
     # float32 sums of dim terms: each within dim * 2**-23 of its absolute sum
@@ -344,6 +373,13 @@ def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i):
         query = queries[q]
         qi = np.empty(dim, dtype=np.int16)
         scale, error, l1 = _quantize_query(query, qi)
+        hi8 = np.empty(dim, dtype=np.int8)
+        lo8 = np.empty(dim, dtype=np.int8)
+        if split:
+            for j in range(dim):  # qi = 256 hi8 + lo8, lo8 in [-128, 127]
+                low = ((np.int32(qi[j]) + 128) & 255) - 128
+                lo8[j] = np.int8(low)
+                hi8[j] = np.int8((np.int32(qi[j]) - low) >> 8)
         qsum = np.float32(0.0)
         for j in range(dim):
             qsum += query[j]
@@ -360,8 +396,11 @@ def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i):
         hi = heap_i[q]
         for r0 in range(0, n, FILTER_ROWS):
             rows = min(FILTER_ROWS, n - r0)
-            for r in range(rows):
-                dots[r] = _dot_i16_u8(qi, codes[r0 + r])
+            if split:
+                _dots_split(hi8, lo8, codes, r0, rows, dots)
+            else:
+                for r in range(rows):
+                    dots[r] = _dot_i16_u8(qi, codes[r0 + r])
             for r in range(rows):
                 i = r0 + r
                 lower[r] = (base - steps[i] * (sc * np.float32(dots[r]) + slack)
