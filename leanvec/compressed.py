@@ -360,7 +360,7 @@ class CompressedIndex:
             if (bits == 8 and residual_bits == 0 and kind == KIND_IP
                     and 255 * codes.shape[1] < 2**31):
                 lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i,
-                             int8.available())
+                             int8.available() and codes.shape[1] <= int8.MAX_WIDTH)
             else:
                 lvq_scan(*args, heap_d, heap_i)
             return

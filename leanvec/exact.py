@@ -72,6 +72,10 @@ _SCREEN_ROW_FLOATS = 7  # offset, step, bias, norm, resid, slack, bias_up
 # float32 products are cheap) and for k up to _SCREEN_MAX_K.
 _SCREEN_MIN_ROWS = 2048
 _SCREEN_MAX_K = 256
+# The screen's float32 bounds multiply row and query magnitudes: rows (and
+# queries) whose largest magnitude lies below this go through the float32
+# products instead, so that no bound term underflows.
+_SCREEN_MIN_MAGNITUDE = 2.0**-40
 # Database blocks of 16 rows screened per call: 1,920 rows, whose codes stay in
 # the second-level cache while every query is screened against them.
 _SCREEN_CHUNK_BLOCKS = 120
@@ -114,6 +118,16 @@ def _quantize_rows(rows: NDArray[np.float32], bias: NDArray[np.float32]
         norm[s:s + part.shape[0]] = nrm * (1 + 2.0**-20)
         resid[s:s + part.shape[0]] = (err + allowance) * (1 + 2.0**-20)
     return codes, offset, step, norm, resid
+
+
+def _magnitudes_screenable(rows: NDArray[np.float32]) -> bool:
+    """False when a nonzero row's largest magnitude is below
+    _SCREEN_MIN_MAGNITUDE (its bound terms could underflow in float32)."""
+    for s in range(0, rows.shape[0], _CHUNK_ROWS):
+        top = np.abs(rows[s:s + _CHUNK_ROWS]).max(axis=1)
+        if np.any((top > 0) & (top < _SCREEN_MIN_MAGNITUDE)):
+            return False
+    return True
 
 
 def _screen_parts(rows: NDArray[np.float32], bias: NDArray[np.float32]
@@ -324,19 +338,26 @@ class FlatIndex:
         extended by rows [start, n), or built anew when ``old`` is None. None when
         it cannot serve: kernels unavailable here, magnitudes outside the
         float32-safe band, too few rows, a non-finite bound."""
-        n = stored.base.shape[0]
+        n, dim = stored.base.shape
         if (not self.screen or n < _SCREEN_MIN_ROWS or not _int8.available()
-                or range_scale(stored.amax) != 1.0):
+                or range_scale(stored.amax) != 1.0 or dim > _int8.MAX_WIDTH):
             return stored
         if old is None:
             start = 0
         rows = stored.base[start:]
         if stored.centre is not None:
             rows = rows - stored.centre
+        if not _magnitudes_screenable(rows):
+            return stored
         if stored.base_sq is None:
             bias = np.zeros(n - start, dtype=np.float32)
-        else:
-            bias = np.float32(-0.5) * stored.base_sq[start:]
+        else:  # float64 sums: float32 ones can drop the small squares entirely
+            sq = np.empty(n - start, dtype=np.float64)
+            for s in range(0, n - start, _CHUNK_ROWS):
+                part = rows[s:s + _CHUNK_ROWS]
+                sq[s:s + part.shape[0]] = np.einsum("ij,ij->i", part, part,
+                                                    dtype=np.float64)
+            bias = (-0.5 * sq).astype(np.float32)
         parts = _screen_parts(rows, bias)
         if parts is None:
             return stored
@@ -481,6 +502,9 @@ class FlatIndex:
         counts = np.zeros(padded, dtype=np.int64)
         overflow = np.zeros(padded, dtype=np.bool_)
         overflow[rows:] = True  # padding
+        # queries too small for float32 bounds: to the float32 products
+        top = np.abs(ranked).max(axis=1) if ranked.shape[1] else np.zeros(rows)
+        overflow[:rows] = (top > 0) & (top < _SCREEN_MIN_MAGNITUDE)
         for b0 in range(0, n_blocks, _SCREEN_CHUNK_BLOCKS):
             b1 = min(b0 + _SCREEN_CHUNK_BLOCKS, n_blocks)
             _int8.screen(screen.codes, screen.offset, screen.step, screen.bias,

@@ -50,11 +50,12 @@ _PRIMARY = {"float32": kg.PRIM_F32, "float16": kg.PRIM_F16, "lvq8": kg.PRIM_LVQ8
             "lvq4": kg.PRIM_LVQ4}
 
 
-def _kernel_kind(primary: str) -> int:
-    """The kernels' storage kind for ``primary``: LVQ codes are traversed with
-    integer dot products (an 8-bit query) where the processor has AVX-512 VNNI."""
+def _kernel_kind(primary: str, width: int) -> int:
+    """The kernels' storage kind for ``primary`` rows of ``width`` bytes: LVQ codes
+    are traversed with integer dot products (an 8-bit query) where the processor
+    has AVX-512 VNNI and the int32 sums cannot overflow."""
     kind = _PRIMARY[primary]
-    if int8.available():
+    if int8.available() and width <= int8.MAX_WIDTH:
         if kind == kg.PRIM_LVQ8:
             return kg.PRIM_LVQ8_I8
         if kind == kg.PRIM_LVQ4:
@@ -375,8 +376,11 @@ class Index:
         if linked.shape[0] > 0:
             with limit_threads(self.n_threads):
                 self._insert(linked, (self._alpha(),), None, grow=empty_graph)
-        if empty_graph:
-            self._a["entries"] = self._entry_set(linked)
+        every = self._linked(0)
+        # a young index (fitted on few rows, or read from a file without an entry
+        # set) gets its full entry set once it has the rows for it
+        if empty_graph or self._a["entries"].shape[0] < min(_ENTRIES, every.shape[0]):
+            self._a["entries"] = self._entry_set(every)
         self._drop_build_aux()
         self._view = (self._a, self._entry)
         return np.arange(start, self.n, dtype=np.int64)
@@ -597,7 +601,7 @@ class Index:
         if not self._build_ip and self._a["aux"].shape[0] != self.n:
             self._a["aux"] = self._build_aux_values()
         rng = np.random.default_rng(self.seed)
-        kind = _kernel_kind(self.primary)
+        kind = _kernel_kind(self.primary, self._a["p_u8"].shape[1])
         shift = self._a["lvq_mean"] + self._a["proj_shift"]
         total, done = len(alphas) * ids.shape[0], 0
         # Lists may grow to the slack width before a prune brings them to degree.
@@ -700,7 +704,8 @@ class Index:
         entries = a["entries"]
         if entries.shape[0] == 0:  # a file written before entry sets
             entries = np.array([entry], dtype=np.int32)
-        common = (self._prim(a), _kernel_kind(self.primary), a["graph"], a["degrees"],
+        common = (self._prim(a), _kernel_kind(self.primary, a["p_u8"].shape[1]),
+                  a["graph"], a["degrees"],
                   entries, window, cap, rerank)
         us, c, offsets, use_aux, full, final = args
         tail = (full, self._sec(a), _SECONDARY[self.secondary],

@@ -188,3 +188,43 @@ def test_screen_option_and_memory(rng):
 def test_screen_option_must_be_a_bool(bad):
     with pytest.raises(TypeError, match="screen must be True or False"):
         FlatIndex("cosine", screen=bad)
+
+
+def test_squared_norms_summed_in_float64(reference):
+    """A row whose small squares vanish beside its large ones in a float32 sum:
+    the screen's L2 bias must still rank it exactly."""
+    dim = 8016
+    rng = np.random.default_rng(2)
+    database = (rng.standard_normal((2048, dim)) * 1e4).astype(np.float32)
+    database[0] = 0.0
+    database[0, :16] = 4096.0
+    database[0, 16:] = 1.0          # |x|^2 = 2^28 + 8000
+    database[1] = 0.0
+    database[1, :16] = 4096.0
+    database[1, 16:32] = 16.0       # |x|^2 = 2^28 + 4096: the nearest to 0
+    found = FlatIndex("sqeuclidean").fit(database).search(np.zeros((1, dim)), 2)
+    assert found.ids[0, 0] == 1
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product", "cosine"])
+def test_tiny_rows_and_queries_beside_normal_ones(reference, metric):
+    """Rows and queries near 1e-21 with one row of magnitude 1 (no rescaling):
+    float32 bound terms would underflow, so those go through the float32 path."""
+    rng = np.random.default_rng(1)
+    database = (rng.standard_normal((3000, 16)) * 1e-21).astype(np.float32)
+    database[0] = -1.0
+    queries = (rng.standard_normal((20, 16)) * 1e-21).astype(np.float32)
+    queries[0] = rng.standard_normal(16)  # a normal query as well
+    found = FlatIndex(metric).fit(database).search(queries, 5)
+    ids, _ = reference(database, queries, 5, metric)
+    np.testing.assert_array_equal(found.ids, ids)
+
+
+def test_dimension_beyond_the_int32_sums_skips_the_screen():
+    dim = int8.MAX_WIDTH + 4
+    database = np.zeros((2048, dim), np.float32)
+    database[:, 0] = np.arange(2048, dtype=np.float32)
+    index = FlatIndex("inner_product").fit(database)
+    assert index._stored.screen is None
+    found = index.search(np.ones((1, dim), np.float32), 1)
+    assert found.ids[0, 0] == 2047

@@ -541,3 +541,16 @@ def test_entry_set_and_files_without_one(data, tmp_path):
     found_recall = recall_at_k(found.ids, true_ids, 10)
     assert single_recall >= 0.85 and found_recall >= 0.85
     assert abs(single_recall - found_recall) <= 0.05
+
+
+def test_entry_set_grows_with_add(data):
+    x, q = data
+    index = Index(metric="cosine", leanvec_dims=None, degree=16, build_window=40)
+    index.fit(x[:1])
+    assert index._a["entries"].shape[0] == 1
+    index.add(x[1:10])
+    assert index._a["entries"].shape[0] == 10
+    index.add(x[10:])
+    entries = index._a["entries"]
+    assert entries.shape[0] > 10 and np.unique(entries).shape[0] == entries.shape[0]
+    assert entries.max() < index.n

@@ -40,6 +40,9 @@ TILE_QUERIES = 8
 TILE_BLOCKS = 3
 BLOCK_ROWS = 16
 TILE_ROWS = TILE_BLOCKS * BLOCK_ROWS
+# Widest rows (bytes) whose int32 sums of byte products (at most 255 * 128 each)
+# cannot overflow.
+MAX_WIDTH = (2**31 - 1) // (255 * 128)
 # Relative allowance for float32 rounding in the bounds (the error terms
 # themselves are about 1e-2 of the norms, so this costs nothing in pruning).
 ROUNDING = 2.0**-18
