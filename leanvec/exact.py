@@ -489,34 +489,9 @@ class FlatIndex:
                       ) -> NDArray[np.int64]:
         """Screen then re-score up to QUERY_BLOCK queries, keeping at most ``room``
         candidates each; returns the (local) queries that needed more room."""
-        screen = stored.screen
-        n_blocks = screen.codes.shape[0]
-        rows = ranked.shape[0]
-        padded = -(-rows // _int8.TILE_QUERIES) * _int8.TILE_QUERIES
-        qcodes, qsum, qscale, qerr, qnorm = _quantize_queries(
-            ranked, screen.codes.shape[1] * 4, padded)
-        heap_d = np.full((padded, k), np.inf, dtype=np.float32)
-        heap_i = np.full((padded, k), NO_ID, dtype=np.int64)
-        cand_ids = np.empty((padded, room), dtype=np.int64)
-        cand_up = np.empty((padded, room), dtype=np.float32)
-        counts = np.zeros(padded, dtype=np.int64)
-        overflow = np.zeros(padded, dtype=np.bool_)
-        overflow[rows:] = True  # padding
-        # queries too small for float32 bounds: to the float32 products
-        top = np.abs(ranked).max(axis=1) if ranked.shape[1] else np.zeros(rows)
-        overflow[:rows] = (top > 0) & (top < _SCREEN_MIN_MAGNITUDE)
-        for b0 in range(0, n_blocks, _SCREEN_CHUNK_BLOCKS):
-            b1 = min(b0 + _SCREEN_CHUNK_BLOCKS, n_blocks)
-            _int8.screen(screen.codes, screen.offset, screen.step, screen.bias,
-                         screen.bias_up, screen.norm, screen.resid, screen.slack, screen.n,
-                         qcodes, qsum, qscale, qerr, qnorm, b0, b1, heap_d,
-                         heap_i, cand_ids, cand_up, counts, overflow)
-        found = np.full((rows, room), -1, dtype=np.int64)
-        widest = _int8.survivors(heap_d[:rows], cand_ids[:rows], cand_up[:rows],
-                                 counts[:rows], overflow[:rows], found)
-        rescore(scored, stored.base, found[:, :max(int(widest), 1)],
-                METRIC_CODES[self.metric], k, ids, dists)
-        return np.flatnonzero(overflow[:rows])
+        found, over = screen_candidates(stored.screen, ranked, k, room)
+        rescore(scored, stored.base, found, METRIC_CODES[self.metric], k, ids, dists)
+        return over
 
     def _products(self, stored: _Stored, scored: NDArray[np.float32],
                   ranked: NDArray[np.float32], scale: float, k: int,
@@ -548,6 +523,42 @@ class FlatIndex:
                 finish_heaps(heap_d, heap_i)
                 rescore(scored[q0:q1], stored.base, heap_i, METRIC_CODES[self.metric],
                         k, ids[q0:q1], dists[q0:q1])
+
+
+def screen_candidates(screen: _Screen, ranked: NDArray[np.float32], k: int,
+                      room: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The rows of ``screen`` that may be among the ``k`` best of each query of
+    ``ranked`` (as scored: normalised, centred), at most ``room`` a query.
+
+    Returns ``found`` (n_queries, width) int64, -1 padded, and the queries whose
+    candidates outgrew ``room`` (or whose magnitudes are too small for float32
+    bounds); their rows of ``found`` are not to be used.
+    """
+    n_blocks = screen.codes.shape[0]
+    rows = ranked.shape[0]
+    padded = -(-rows // _int8.TILE_QUERIES) * _int8.TILE_QUERIES
+    qcodes, qsum, qscale, qerr, qnorm = _quantize_queries(
+        ranked, screen.codes.shape[1] * 4, padded)
+    heap_d = np.full((padded, k), np.inf, dtype=np.float32)
+    heap_i = np.full((padded, k), NO_ID, dtype=np.int64)
+    cand_ids = np.empty((padded, room), dtype=np.int64)
+    cand_up = np.empty((padded, room), dtype=np.float32)
+    counts = np.zeros(padded, dtype=np.int64)
+    overflow = np.zeros(padded, dtype=np.bool_)
+    overflow[rows:] = True  # padding
+    # queries too small for float32 bounds: to the float32 products
+    top = np.abs(ranked).max(axis=1)
+    overflow[:rows] = (top > 0) & (top < _SCREEN_MIN_MAGNITUDE)
+    for b0 in range(0, n_blocks, _SCREEN_CHUNK_BLOCKS):
+        b1 = min(b0 + _SCREEN_CHUNK_BLOCKS, n_blocks)
+        _int8.screen(screen.codes, screen.offset, screen.step, screen.bias,
+                     screen.bias_up, screen.norm, screen.resid, screen.slack, screen.n,
+                     qcodes, qsum, qscale, qerr, qnorm, b0, b1, heap_d,
+                     heap_i, cand_ids, cand_up, counts, overflow)
+    found = np.full((rows, room), -1, dtype=np.int64)
+    widest = _int8.survivors(heap_d[:rows], cand_ids[:rows], cand_up[:rows],
+                             counts[:rows], overflow[:rows], found)
+    return found[:, :max(int(widest), 1)], np.flatnonzero(overflow[:rows])
 
 
 def _quantize_queries(queries: NDArray[np.float32], width: int, padded: int
