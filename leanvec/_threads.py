@@ -40,12 +40,14 @@ def _blas_controller():
 
 
 @contextlib.contextmanager
-def limit_threads(n_threads: int | None) -> Iterator[None]:
+def limit_threads(n_threads: int | None, blas: bool = True) -> Iterator[None]:
     """Run the block with at most ``n_threads`` threads, then restore the old count.
 
     ``None`` leaves every pool as it is. BLAS pools are limited only when the
-    optional ``threadpoolctl`` package is importable. On numba's "workqueue"
-    threading layer, blocks from different threads run one at a time.
+    optional ``threadpoolctl`` package is importable and ``blas`` is true (a
+    limit costs tens of microseconds: calls whose BLAS work is negligible, such
+    as one query, skip it). On numba's "workqueue" threading layer, blocks from
+    different threads run one at a time.
     """
     guard = _layer_lock if _serial_layer() else contextlib.nullcontext()
     with guard:
@@ -55,7 +57,7 @@ def limit_threads(n_threads: int | None) -> Iterator[None]:
         previous = numba.get_num_threads()
         numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            controller = _blas_controller()
+            controller = _blas_controller() if blas else None
             if controller is None:
                 yield
             else:

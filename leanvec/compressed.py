@@ -250,7 +250,7 @@ class CompressedIndex:
         queries = as_matrix(queries, "queries", self.dim, allow_empty=True)
         if queries.shape[0] == 0:
             return empty_result(0, k)
-        with limit_threads(self.n_threads):
+        with limit_threads(self.n_threads, blas=queries.shape[0] > 1):
             parts = [self._search_block(stored, queries[s:s + _QUERY_BLOCK], k)
                      for s in range(0, queries.shape[0], _QUERY_BLOCK)]
         return SearchResult(np.concatenate([p.ids for p in parts]),

@@ -410,7 +410,8 @@ class FlatIndex:
                             allow_empty=True)
         if queries.shape[0] == 0:
             return empty_result(0, k)
-        with limit_threads(self.n_threads):
+        # one query: no BLAS pool to bound (a matrix-vector product at most)
+        with limit_threads(self.n_threads, blas=queries.shape[0] > 1):
             return self._search(stored, queries, k)
 
     def _scale(self, stored: _Stored, queries: NDArray[np.float32]) -> float:
