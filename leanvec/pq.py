@@ -416,7 +416,9 @@ class LR2VQ(Saveable):
         each block on its own (``R`` block-diagonal); ``dim`` must then be a
         multiple of ``n_bytes``.
     n_iter : int
-        Alternations of codebook and projection updates.
+        Alternations of codebook and projection updates. 24 alternations of 4
+        k-means steps took recall@10 on wordnet-id from 0.6773 / 0.7999 (12 of
+        2) to 0.6875 / 0.8179 at 32 / 64 bytes, for twice the training time.
     kmeans_iter, refine_iter : int
         k-means iterations of the first codebooks and of each later refinement.
     max_train : int
@@ -441,7 +443,7 @@ class LR2VQ(Saveable):
     state_kind = _LR2VQ_KIND
 
     def __init__(self, n_bytes: int, dims: int | None = None, per_block: bool = False,
-                 n_iter: int = 12, kmeans_iter: int = 16, refine_iter: int = 2,
+                 n_iter: int = 24, kmeans_iter: int = 16, refine_iter: int = 4,
                  max_train: int = 50_000, seed: int = 0) -> None:
         self.n_bytes = _check_n_bytes(n_bytes)
         if dims is not None:
