@@ -30,6 +30,17 @@ def brute_force(database, queries, k, metric):
     return ids, np.take_along_axis(dist, ids, axis=1)
 
 
+def clustered(rng, n, dim, n_clusters=20, rank=None):
+    """Seeded clustered data; with ``rank`` it lies in a rank-``rank`` subspace."""
+    width = dim if rank is None else rank
+    centres = rng.standard_normal((n_clusters, width)) * 3.0
+    x = centres[rng.integers(0, n_clusters, n)] + rng.standard_normal((n, width))
+    if rank is not None:
+        basis = np.linalg.qr(rng.standard_normal((dim, rank)))[0]
+        x = x @ basis.T
+    return x.astype(np.float32)
+
+
 @pytest.fixture
 def reference():
     """The float64 brute-force reference: reference(database, queries, k, metric)."""

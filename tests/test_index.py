@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import brute_force
+from conftest import brute_force, clustered
 
 import leanvec
 from leanvec import Index, recall_at_k
@@ -10,15 +10,6 @@ from leanvec import Index, recall_at_k
 METRICS = ["cosine", "sqeuclidean", "inner_product", "euclidean"]
 
 
-def clustered(rng, n, dim, n_clusters=20, rank=None):
-    """Seeded clustered data; with ``rank`` it lies in a rank-``rank`` subspace."""
-    width = dim if rank is None else rank
-    centres = rng.standard_normal((n_clusters, width)) * 3.0
-    x = centres[rng.integers(0, n_clusters, n)] + rng.standard_normal((n, width))
-    if rank is not None:
-        basis = np.linalg.qr(rng.standard_normal((dim, rank)))[0]
-        x = x @ basis.T
-    return x.astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -544,7 +535,7 @@ def test_entry_set_and_files_without_one(data, tmp_path):
 
 
 def test_entry_set_grows_with_add(data):
-    x, q = data
+    x, _ = data
     index = Index(metric="cosine", leanvec_dims=None, degree=16, build_window=40)
     index.fit(x[:1])
     assert index._a["entries"].shape[0] == 1

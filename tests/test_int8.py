@@ -7,22 +7,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import clustered
 from numba import njit
 
 from leanvec import Index, recall_at_k
 from leanvec._kernels import graph as kg
 from leanvec._kernels.int8 import dot4
-
-
-def clustered(rng, n, dim, n_clusters=20, rank=None):
-    """Seeded clustered data; with ``rank`` it lies in a rank-``rank`` subspace."""
-    width = dim if rank is None else rank
-    centres = rng.standard_normal((n_clusters, width)) * 3.0
-    x = centres[rng.integers(0, n_clusters, n)] + rng.standard_normal((n, width))
-    if rank is not None:
-        basis = np.linalg.qr(rng.standard_normal((dim, rank)))[0]
-        x = x @ basis.T
-    return x.astype(np.float32)
 
 
 @njit

@@ -125,30 +125,9 @@ def prepare_dots(u, kind, qcodes):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
-    """``<u, y_i>`` for ``PRIM_LVQ8_I8``: step_i qscale <q8, c_i> + bias_i sum(u),
-    four rows per integer kernel call."""
-    d = u8.shape[1]
-    t = 0
-    while t < count:
-        i0 = ids[t]
-        i1 = ids[t + 1] if t + 1 < count else i0
-        i2 = ids[t + 2] if t + 2 < count else i0
-        i3 = ids[t + 3] if t + 3 < count else i0
-        a0, a1, a2, a3 = dot4(u8, i0, i1, i2, i3, qcodes, d)
-        out[t] = steps[i0] * (qscale * np.float32(a0)) + biases[i0] * usum
-        if t + 1 < count:
-            out[t + 1] = steps[i1] * (qscale * np.float32(a1)) + biases[i1] * usum
-        if t + 2 < count:
-            out[t + 2] = steps[i2] * (qscale * np.float32(a2)) + biases[i2] * usum
-        if t + 3 < count:
-            out[t + 3] = steps[i3] * (qscale * np.float32(a3)) + biases[i3] * usum
-        t += 4
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _i4_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
-    """:func:`_i8_dots` for ``PRIM_LVQ4_I8`` rows (two codes a byte)."""
+def _integer_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, nibbles, out):
+    """``<u, y_i>`` for the ``_I8`` kinds: step_i qscale <q8, c_i> + bias_i sum(u),
+    four rows per integer kernel call; ``nibbles`` for two 4-bit codes a byte."""
     width = u8.shape[1]
     t = 0
     while t < count:
@@ -156,7 +135,10 @@ def _i4_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out):
         i1 = ids[t + 1] if t + 1 < count else i0
         i2 = ids[t + 2] if t + 2 < count else i0
         i3 = ids[t + 3] if t + 3 < count else i0
-        a0, a1, a2, a3 = dot4_nibbles(u8, i0, i1, i2, i3, qcodes, width)
+        if nibbles:
+            a0, a1, a2, a3 = dot4_nibbles(u8, i0, i1, i2, i3, qcodes, width)
+        else:
+            a0, a1, a2, a3 = dot4(u8, i0, i1, i2, i3, qcodes, width)
         out[t] = steps[i0] * (qscale * np.float32(a0)) + biases[i0] * usum
         if t + 1 < count:
             out[t + 1] = steps[i1] * (qscale * np.float32(a1)) + biases[i1] * usum
@@ -207,10 +189,9 @@ def batch_dist(u, c, offset, use_aux, ids, count, prim, kind, out, buf_u32, buf_
         for t in range(count):
             i = ids[t]
             out[t] = lvq8_ip(u, u8[i], steps[i], biases[i])
-    elif kind == PRIM_LVQ8_I8:
-        _i8_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out)
-    elif kind == PRIM_LVQ4_I8:
-        _i4_dots(u8, steps, biases, ids, count, qcodes, qscale, usum, out)
+    elif kind == PRIM_LVQ8_I8 or kind == PRIM_LVQ4_I8:
+        _integer_dots(u8, steps, biases, ids, count, qcodes, qscale, usum,
+                      kind == PRIM_LVQ4_I8, out)
     else:
         for t in range(count):
             i = ids[t]
