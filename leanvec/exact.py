@@ -84,8 +84,7 @@ _SCREEN_CHUNK_BLOCKS = 120
 _SCREEN_WIDE_ROOM = 1 << 16
 
 
-def _quantize_rows(rows: NDArray[np.float32], bias: NDArray[np.float32]
-                   ) -> tuple[NDArray[np.uint8], ...]:
+def _quantize_rows(rows: NDArray[np.float32]) -> tuple[NDArray[np.uint8], ...]:
     """Per-row 8-bit codes of ``rows`` (n, dim) with offset, step, norm and bounded
     rounding error, for :class:`_Screen`."""
     n, dim = rows.shape
@@ -135,7 +134,7 @@ def _screen_parts(rows: NDArray[np.float32], bias: NDArray[np.float32]
     """Unpacked 8-bit codes (n, dim rounded up to 4) and per-row arrays of
     :class:`_Screen` for ``rows`` scored with ``bias``; None when a bound is not
     finite in float32 (the rows then go through the float32 products)."""
-    codes, offset, step, norm, resid = _quantize_rows(rows, bias)
+    codes, offset, step, norm, resid = _quantize_rows(rows)
     if not (np.isfinite(norm).all() and np.isfinite(resid).all()):
         return None
     slack = np.abs(bias) * np.float32(_int8.ROUNDING)
