@@ -8,18 +8,22 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._kernels import METRIC_CODES, int8
+from ._kernels import METRIC_CODES, amx, int8
 from ._kernels.lvq import (
     KIND_IP,
     KIND_L2,
+    code_stats,
     lvq8_ip_scan,
+    lvq8_ip_scan_tiles,
     lvq_candidate_distances,
     lvq_decode_rows,
     lvq_scan,
     sort_candidates,
+    tile_query_constants,
 )
 from ._kernels.pq import LANES, pq_scan, pq_scan_blocked
 from ._kernels.topk import NO_ID, finish_heaps, rescore, select_block
@@ -50,6 +54,8 @@ _PQ_BATCH = 8  # from this many queries a call, PQ codes are scanned for many at
 _LVQ_BATCH = 16  # from this many queries a call, LVQ codes are decoded in tiles
 _LVQ_TILE = 4096  # database rows decoded at a time
 _LVQ_MARGIN = 16  # extra candidates the tile products pass on to exact re-scoring
+_AMX_ROWS = 2048  # rows of 8-bit codes every query of a batch passes over at a time
+_AMX_GROUPS = 64  # groups of 48 queries scanned per call on AMX
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -61,12 +67,14 @@ class _Stored(NamedTuple):
     """What :meth:`CompressedIndex.fit` stores, replaced whole (one attribute
     store), so that a search running in another thread meanwhile reads one
     consistent set: codes, float32 vectors for re-ranking (or None), LVQ kernel
-    constants (or None) and the power of two the data was multiplied by."""
+    constants (or None) and the power of two the data was multiplied by;
+    ``derived`` caches what searches compute from these once (code norms)."""
 
     codes: LVQCodes | NDArray[np.uint8]
     full: NDArray[np.float32] | None
     constants: tuple[NDArray, NDArray] | None
     scale: float
+    derived: dict
 
 
 def make_quantizer(spec: str | Quantizer) -> Quantizer:
@@ -226,7 +234,7 @@ class CompressedIndex:
         if isinstance(self.quantizer, LVQ):
             constants = self.quantizer.kernel_constants(codes)
         self._scale = scale
-        self._stored = _Stored(codes, full, constants, scale)
+        self._stored = _Stored(codes, full, constants, scale, {})
 
     def search(self, queries: ArrayLike, k: int) -> SearchResult:
         """Return the ``k`` nearest database vectors of each query.
@@ -251,8 +259,13 @@ class CompressedIndex:
         if queries.shape[0] == 0:
             return empty_result(0, k)
         with limit_threads(self.n_threads, blas=queries.shape[0] > 1):
-            parts = [self._search_block(stored, queries[s:s + _QUERY_BLOCK], k)
-                     for s in range(0, queries.shape[0], _QUERY_BLOCK)]
+            block = _QUERY_BLOCK
+            if self._lvq8_tiles(stored):
+                # many groups of tile queries: each pass over the codes serves
+                # them all, and only the last group is partly padding
+                block = amx.GROUP * max(_AMX_GROUPS, 2 * numba.get_num_threads())
+            parts = [self._search_block(stored, queries[s:s + block], k)
+                     for s in range(0, queries.shape[0], block)]
         return SearchResult(np.concatenate([p.ids for p in parts]),
                             np.concatenate([p.distances for p in parts]))
 
@@ -364,10 +377,45 @@ class CompressedIndex:
             else:
                 lvq_scan(*args, heap_d, heap_i)
             return
+        if self._lvq8_tiles(stored):
+            self._scan_lvq8_tiles(stored, args, heap_d, heap_i)
+            return
         cand_ids = self._lvq_tile_candidates(args, heap_d.shape[1] + _LVQ_MARGIN)
         cand_d = np.empty(cand_ids.shape, dtype=np.float32)
         lvq_candidate_distances(*args, cand_ids, cand_d)
         sort_candidates(cand_d, cand_ids, heap_d.shape[1], heap_d, heap_i)
+
+    def _lvq8_tiles(self, stored: _Stored) -> bool:
+        """Whether batches go through :meth:`_scan_lvq8_tiles`: one-level 8-bit
+        codes scored by inner product (cosine too) on a processor with AMX."""
+        lvq = self.quantizer
+        return (isinstance(lvq, LVQ) and lvq.bits == 8 and lvq.residual_bits == 0
+                and self._kind() == "inner_product" and stored.codes.codes.shape[1]
+                <= amx.MAX_WIDTH and amx.available())
+
+    def _scan_lvq8_tiles(self, stored: _Stored, args, heap_d, heap_i) -> None:
+        """A batch over 8-bit codes through AMX tile products of int8 queries
+        (exactly filtered: the heaps end as ``lvq_scan`` leaves them)."""
+        queries, offsets, codes, _, steps, biases = args[:6]
+        stats = stored.derived.get("code_stats")
+        if stats is None:
+            stats = stored.derived.setdefault("code_stats", code_stats(codes))
+        top = np.abs(queries).max(axis=1).astype(np.float64)
+        qscale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32).astype(
+            np.float64)
+        rounded = np.clip(np.rint(queries / qscale[:, None]), -127, 127)
+        diff = queries - qscale[:, None] * rounded
+        qerr = np.sqrt(np.einsum("ij,ij->i", diff, diff)) * (1 + 2.0**-20)
+        qesum = diff.sum(axis=1)
+        qpacked = amx.pack_queries(rounded.astype(np.int8))
+        qconst = tile_query_constants(queries, offsets, qscale, qerr, qesum,
+                                      qpacked.shape[0] * amx.QUERY_TILE)
+        fn = amx.tile_function()
+        n = codes.shape[0]
+        for r0 in range(0, n, _AMX_ROWS):
+            lvq8_ip_scan_tiles(fn, queries, qpacked, qconst, offsets, codes, steps,
+                               biases, *stats, r0, min(n, r0 + _AMX_ROWS), heap_d,
+                               heap_i)
 
     def _lvq_tile_candidates(self, args, width) -> NDArray[np.int64]:
         """The best ``width`` ids per query by tile products (-1 fills).

@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import FASTMATH
+from .amx import GROUP, QUERY_TILES, ROW_TILE, rows_tile
 from .int8 import dot4
 from .topk import NO_ID, heap_push, heap_sort_inplace
 
@@ -39,6 +40,7 @@ KIND_IP = 0  # distance = -(offset[q] + <q, xc>)
 KIND_L2 = 1  # distance = ||q - xc||^2 (queries already centred)
 
 FILTER_ROWS = 256  # rows whose integer products lvq8_ip_scan forms before filtering
+_TILES = 8  # tiles of 16 rows whose products lvq8_ip_scan_tiles forms a call
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -411,6 +413,137 @@ def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i,
                     d = -(offsets[q] + lvq8_ip(query, codes[i], steps[i], biases[i]))
                     if d < hd[0]:
                         heap_push(hd, hi, d, i)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _tile_hits(dots, base, sc, es, er, tl, qs, roots, u, v, w, y, z, lows):
+    """Lower bounds (see :func:`lvq8_ip_scan_tiles`) of one row's distance to
+    each query into ``lows``; returns how many beat their heap roots. One
+    branch-free pass over contiguous arrays, so that the loop vectorizes."""
+    hits = np.float32(0.0)  # a float count vectorizes eight lanes wide
+    for qq in range(dots.shape[0]):
+        low = (base[qq] - u * (sc[qq] * np.float32(dots[qq])) - v * es[qq]
+               - w * er[qq] - y * tl[qq] - z * qs[qq])
+        lows[qq] = low
+        hits += np.float32(1.0) if low < roots[qq] else np.float32(0.0)
+    return hits
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def lvq8_ip_scan_tiles(fn, queries, qpacked, qconst, offsets, codes, steps, biases,
+                       code_means, code_norms, r0, r1, heap_d, heap_i):
+    """:func:`lvq8_ip_scan` for a batch of queries on AMX tiles, rows [r0, r1).
+
+    Each query is rounded to int8 (``qpacked``, from
+    :func:`leanvec._kernels.amx.pack_queries`, with scale s, rounding error
+    e = q - s q~); the tile function at address ``fn`` forms the exact int32
+    products of 16 rows with 48 queries at a time. With a row's mean code m and
+    |c - m| from :func:`code_stats`, <q, c> = s dot + m sum(e) + <e, c - m>, the
+    last term at most |e| |c - m|, so the float32 distance :func:`lvq8_ip` lies
+    above
+
+        -offset - tol |offset| - step (s dot + m sum(e) + |e| |c - m|)
+        - (255 step + |bias|) tol l1 - bias qsum
+
+    (l1 the query's absolute sum, qsum its sum, tol a float32 rounding allowance
+    for sums of dim terms). ``qconst`` (6, n_padded) float32, from
+    :func:`tile_query_constants`, holds per query: -offset - tol |offset|, s,
+    sum(e), |e| (rounded up), tol l1, qsum. Only rows whose bound beats a query's
+    heap root are scored by :func:`lvq8_ip` and offered, so the heaps end as
+    :func:`lvq_scan` leaves them. Call it on consecutive row ranges (``r0`` a
+    multiple of 16) so that the range's codes stay in cache while every query
+    passes over them.
+    """
+    n, dim = codes.shape
+    n_queries = queries.shape[0]
+    # rows that may be read in whole 64-byte steps from the array itself
+    over = 0 if dim % 64 == 0 else (63 + dim - 1) // dim
+    n_groups = qpacked.shape[0] // QUERY_TILES
+    for g in prange(n_groups):
+        q0 = g * GROUP
+        nq = min(GROUP, n_queries - q0)
+        if nq <= 0:
+            continue
+        base = qconst[0, q0:q0 + GROUP]
+        sc = qconst[1, q0:q0 + GROUP]
+        es = qconst[2, q0:q0 + GROUP]
+        er = qconst[3, q0:q0 + GROUP]
+        tl = qconst[4, q0:q0 + GROUP]
+        qs = qconst[5, q0:q0 + GROUP]
+        roots = np.full(GROUP, -np.inf, dtype=np.float32)
+        for i in range(nq):
+            roots[i] = heap_d[q0 + i, 0]
+        block = np.empty((_TILES * ROW_TILE, GROUP), dtype=np.int32)
+        lows = np.empty(GROUP, dtype=np.float32)
+        scratch = np.zeros((ROW_TILE + over, dim), dtype=np.uint8)
+        t = r0
+        while t < r1:
+            rows = min(_TILES * ROW_TILE, r1 - t) // ROW_TILE * ROW_TILE
+            if rows > 0 and t + rows + over <= n:
+                dots = block[:rows]
+                rows_tile(fn, codes, t, qpacked, g * QUERY_TILES, dots)
+            else:  # the last rows, through a zero-padded copy
+                rows = min(ROW_TILE, n - t)
+                scratch[:] = 0
+                scratch[:rows] = codes[t:t + rows]
+                dots = block[:ROW_TILE]
+                rows_tile(fn, scratch, 0, qpacked, g * QUERY_TILES, dots)
+            for r in range(rows):
+                i = t + r
+                u = steps[i]
+                v = u * code_means[i]
+                w = u * code_norms[i]
+                z = biases[i]
+                y = np.float32(255.0) * u + abs(z)
+                if _tile_hits(dots[r], base, sc, es, er, tl, qs, roots, u, v, w, y,
+                              z, lows) == 0:
+                    continue
+                for qq in range(nq):
+                    if lows[qq] < roots[qq]:
+                        q = q0 + qq
+                        d = -(offsets[q] + lvq8_ip(queries[q], codes[i], u, z))
+                        if d < heap_d[q, 0]:
+                            heap_push(heap_d[q], heap_i[q], d, i)
+                            roots[qq] = heap_d[q, 0]
+            t += rows
+
+
+def tile_query_constants(queries, offsets, qscale, qerr, qesum, padded):
+    """The ``qconst`` array of :func:`lvq8_ip_scan_tiles` (queries padded with
+    zeros to ``padded``)."""
+    n, dim = queries.shape
+    tol = 2.0 * (dim + 8) * 2.0**-23
+    off = offsets.astype(np.float64)
+    out = np.zeros((6, padded), dtype=np.float32)
+    out[0, :n] = -off - tol * np.abs(off)
+    out[1, :n] = qscale
+    out[2, :n] = qesum
+    out[3, :n] = qerr
+    out[4, :n] = tol * np.abs(queries).sum(axis=1, dtype=np.float64)
+    out[5, :n] = queries.sum(axis=1, dtype=np.float64)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def code_stats(codes):
+    """Per row of 8-bit codes: the mean code m and the norm |c - m| (float32,
+    rounded up), which bound a rounded query's error in
+    :func:`lvq8_ip_scan_tiles`."""
+    n, dim = codes.shape
+    means = np.empty(n, dtype=np.float32)
+    norms = np.empty(n, dtype=np.float32)
+    for i in prange(n):
+        total = np.int64(0)
+        for j in range(dim):
+            total += np.int64(codes[i, j])
+        m = np.float32(total / max(dim, 1))
+        acc = 0.0
+        for j in range(dim):
+            v = np.float64(codes[i, j]) - np.float64(m)
+            acc += v * v
+        means[i] = m
+        norms[i] = np.float32(np.sqrt(acc) * (1.0 + 2.0**-20))
+    return means, norms
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

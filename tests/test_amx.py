@@ -1,0 +1,177 @@
+"""AMX tile products and the batched LVQ-8 scan built on them (skipped where the
+processor or system has no AMX)."""
+
+import ctypes
+import mmap
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from numba import njit
+
+import leanvec
+from leanvec._kernels import amx
+from leanvec._kernels.lvq import (
+    code_stats,
+    lvq8_ip_scan_tiles,
+    lvq_scan,
+    tile_query_constants,
+)
+from leanvec._kernels.topk import NO_ID, finish_heaps
+
+needs_amx = pytest.mark.skipif(not amx.available(), reason="no AMX here")
+
+
+@njit
+def _tile(fn, codes, r0, qpacked, t0, out):
+    amx.rows_tile(fn, codes, r0, qpacked, t0, out)
+
+
+@needs_amx
+@pytest.mark.parametrize("dim", [1, 3, 4, 63, 64, 65, 100, 384])
+def test_rows_tile_matches_int64_products(rng, dim):
+    n = 80
+    codes = rng.integers(0, 256, (n, dim), dtype=np.uint8)
+    codes[5] = 255
+    queries = rng.integers(-127, 128, (100, dim), dtype=np.int8)
+    queries[3] = -127
+    packed = amx.pack_queries(queries)
+    assert packed.shape == (9, -(-dim // 64) * 16, 64)
+    want = codes.astype(np.int64) @ queries.astype(np.int64).T
+    over = 0 if dim % 64 == 0 else -(-63 // dim)
+    for r0, tiles in [(0, 1), (16, 2), (0, (n - over) // 16)]:
+        if tiles < 1 or r0 + 16 * tiles + over > n:
+            continue
+        for t0 in (0, 3, 6):
+            out = np.full((16 * tiles, 48), -1, dtype=np.int32)
+            _tile(amx.tile_function(), codes, r0, packed, t0, out)
+            q = slice(16 * t0, 16 * t0 + 48)
+            expect = np.zeros((16 * tiles, 48), dtype=np.int64)
+            cols = want[r0:r0 + 16 * tiles, q]
+            expect[:, :cols.shape[1]] = cols
+            np.testing.assert_array_equal(out, expect)
+
+
+def test_pack_queries_layout(rng):
+    queries = rng.integers(-127, 128, (20, 70), dtype=np.int8)
+    packed = amx.pack_queries(queries)
+    assert packed.shape == (3, 32, 64) and packed.dtype == np.int8
+    # tile 1, dimensions 4 s .. 4 s + 3 of query 16 + i at bytes 4 i .. 4 i + 3
+    assert list(packed[1, 2, 4 * 3:4 * 3 + 4]) == list(queries[19, 8:12])
+    assert not packed[1, 2, 16:].any()  # queries past the 20th are zero
+    assert not packed[0, 18:].any()  # dimensions past 70 are zero
+
+
+def _reference(index, queries, k):
+    """Heaps of the plain float32 LVQ scan, as the batched kernel must leave them."""
+    stored = index._stored
+    if index.metric == "cosine":
+        scored = (queries / np.linalg.norm(queries, axis=1, keepdims=True))
+    else:
+        scored = queries * np.float32(stored.scale)
+    args = index._lvq_args(stored, np.ascontiguousarray(scored, dtype=np.float32))
+    keep = min(k, index.n)
+    heap_d = np.full((len(queries), keep), np.inf, np.float32)
+    heap_i = np.full((len(queries), keep), NO_ID, np.int64)
+    lvq_scan(*args, heap_d, heap_i)
+    finish_heaps(heap_d, heap_i)
+    return index._as_result(stored, heap_d, heap_i, k)
+
+
+@needs_amx
+@pytest.mark.parametrize("n,dim,metric", [
+    (5000, 384, "cosine"), (2100, 100, "inner_product"), (777, 37, "cosine"),
+    (20, 64, "cosine"), (4099, 130, "inner_product"), (300, 3, "inner_product"),
+])
+def test_batched_lvq8_equals_the_float32_scan(rng, n, dim, metric):
+    base = rng.standard_normal((n, dim)).astype(np.float32)
+    base[1] = base[0]  # duplicates
+    queries = rng.standard_normal((100, dim)).astype(np.float32)
+    index = leanvec.CompressedIndex("lvq8", metric=metric, rerank=0).fit(base)
+    assert index._lvq8_tiles(index._stored)
+    for k in (1, 10):
+        got = index.search(queries, k)
+        want = _reference(index, queries, k)
+        np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5,
+                                   atol=1e-5)
+        same = got.ids == want.ids
+        # ids may differ only between rows at equal distance (the duplicates)
+        assert same.mean() > 0.99
+        assert np.all(same | np.isin(got.ids, [0, 1]))
+
+
+@needs_amx
+def test_batched_lvq8_with_rerank_is_exact_enough(rng):
+    base = rng.standard_normal((3000, 96)).astype(np.float32)
+    queries = rng.standard_normal((64, 96)).astype(np.float32)
+    index = leanvec.CompressedIndex("lvq8", metric="cosine", rerank=50).fit(base)
+    got = index.search(queries, 10)
+    exact = leanvec.FlatIndex("cosine").fit(base).search(queries, 10)
+    assert leanvec.recall_at_k(got.ids, exact.ids, 10) >= 0.99
+
+
+@needs_amx
+def test_batched_kernel_reads_nothing_past_the_codes(rng):
+    """Rows whose 64-byte steps would run past the array go through a padded
+    copy: codes that end at a page boundary before a protected page are scanned
+    without a fault."""
+    page = mmap.PAGESIZE
+    dim = 100
+    n = page // dim  # 40 rows end 96 bytes before the guard page
+    buf = mmap.mmap(-1, 2 * page)
+    array = np.frombuffer(buf, dtype=np.uint8)
+    start = page - n * dim
+    codes = array[start:page].reshape(n, dim)
+    codes[:] = rng.integers(0, 256, (n, dim), dtype=np.uint8)
+    queries = rng.standard_normal((50, dim)).astype(np.float32)
+    steps = rng.random(n).astype(np.float32) * 0.01 + 0.001
+    biases = rng.standard_normal(n).astype(np.float32) * 0.1
+    offsets = np.zeros(50, np.float32)
+    top = np.abs(queries).max(axis=1).astype(np.float64)
+    qscale = (top / 127).astype(np.float32).astype(np.float64)
+    rounded = np.clip(np.rint(queries / qscale[:, None]), -127, 127)
+    diff = queries - qscale[:, None] * rounded
+    qerr = np.sqrt((diff * diff).sum(1)) * (1 + 2.0**-20)
+    packed = amx.pack_queries(rounded.astype(np.int8))
+    qconst = tile_query_constants(queries, offsets, qscale, qerr, diff.sum(1),
+                                  packed.shape[0] * 16)
+    means, norms = code_stats(codes)
+    heap_d = np.full((50, 5), np.inf, np.float32)
+    heap_i = np.full((50, 5), NO_ID, np.int64)
+    libc = ctypes.CDLL(None, use_errno=True)
+    guard = array.ctypes.data + page
+    if libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(page), 0) != 0:
+        pytest.skip("mprotect unavailable")
+    try:
+        lvq8_ip_scan_tiles(amx.tile_function(), queries, packed, qconst, offsets,
+                           codes, steps, biases, means, norms, 0, n, heap_d, heap_i)
+    finally:
+        libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(page), 3)
+    finish_heaps(heap_d, heap_i)
+    decoded = steps[:, None] * codes.astype(np.float64) + biases[:, None]
+    want = np.argsort(-(queries.astype(np.float64) @ decoded.T), axis=1)[:, :5]
+    assert (heap_i == want).mean() > 0.98
+    del codes, array
+
+
+def test_disabled_by_environment():
+    """LEANVEC_AMX=0 turns the tile path off; the batch then takes the
+    float32 tile products and still finds the same neighbours."""
+    code = textwrap.dedent("""
+        import numpy as np, leanvec
+        from leanvec._kernels import amx
+        assert not amx.available()
+        rng = np.random.default_rng(0)
+        base = rng.standard_normal((500, 32)).astype(np.float32)
+        index = leanvec.CompressedIndex("lvq8", rerank=0).fit(base)
+        assert not index._lvq8_tiles(index._stored)
+        print(index.search(base[:40], 3).ids[:, 0].tolist() == list(range(40)))
+    """)
+    env = dict(os.environ, LEANVEC_AMX="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
