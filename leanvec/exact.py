@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._kernels import METRIC_CODES
+from ._kernels import amx as _amx
 from ._kernels import int8 as _int8
 from ._kernels.topk import NO_ID, finish_heaps, rescore, select_block
 from ._result import SearchResult, empty_result
@@ -79,6 +80,12 @@ _SCREEN_MIN_MAGNITUDE = 2.0**-40
 # Database blocks of 16 rows screened per call: 1,920 rows, whose codes stay in
 # the second-level cache while every query is screened against them.
 _SCREEN_CHUNK_BLOCKS = 120
+# Rows of row-order codes screened per call on AMX (every query passes over them
+# while they stay in the second-level cache).
+_SCREEN_TILE_ROWS = 2048
+# Fewer queries than this go one by one through 8-bit dot products instead (a
+# tile call costs as much for one query as for 48).
+_SCREEN_TILE_QUERIES = 4
 # Candidates a query may keep when screened again after outgrowing the first
 # pass's room (a few megabytes per group of queries).
 _SCREEN_WIDE_ROOM = 1 << 16
@@ -142,8 +149,11 @@ def _screen_parts(rows: NDArray[np.float32], bias: NDArray[np.float32]
 
 
 def _pack_screen(parts: tuple[NDArray, ...]) -> _Screen:
+    """The screen of ``parts`` (from :func:`_screen_parts`): codes in row order
+    where the AMX tile kernel runs (with zero rows after the last tile for its
+    whole 64-byte steps), else in the 16-row blocks of the VNNI kernel."""
     codes = parts[0]
-    n = codes.shape[0]
+    n, width = codes.shape
     tile = _int8.TILE_ROWS
     padded = -(-n // tile) * tile
 
@@ -153,15 +163,29 @@ def _pack_screen(parts: tuple[NDArray, ...]) -> _Screen:
         return out
 
     arrays = [pad(values) for values in parts[1:]]
+    if _amx.available() and width <= _amx.MAX_WIDTH:
+        over = 0 if width % _amx.STEP == 0 else -(-(_amx.STEP - 1) // width)
+        rows = np.zeros((padded + over, width), dtype=np.uint8)
+        rows[:n] = codes
+        return _Screen(rows, *arrays, arrays[2] + arrays[5], n)
     return _Screen(_int8.pack_codes(codes, padded // _int8.BLOCK_ROWS), *arrays,
                    arrays[2] + arrays[5], n)
 
 
+def _screen_width(screen: _Screen) -> int:
+    """Bytes of codes a row of ``screen`` holds (dim rounded up to 4)."""
+    codes = screen.codes
+    return codes.shape[1] if codes.ndim == 2 else codes.shape[1] * 4
+
+
 def _unpack_screen(screen: _Screen) -> tuple[NDArray, ...]:
     n = screen.n
-    n_blocks, d4, _ = screen.codes.shape
-    codes = (screen.codes.reshape(n_blocks, d4, _int8.BLOCK_ROWS, 4)
-             .transpose(0, 2, 1, 3).reshape(n_blocks * _int8.BLOCK_ROWS, d4 * 4)[:n])
+    if screen.codes.ndim == 2:
+        codes = screen.codes[:n]
+    else:
+        n_blocks, d4, _ = screen.codes.shape
+        codes = (screen.codes.reshape(n_blocks, d4, _int8.BLOCK_ROWS, 4)
+                 .transpose(0, 2, 1, 3).reshape(n_blocks * _int8.BLOCK_ROWS, d4 * 4)[:n])
     return (codes, screen.offset[:n], screen.step[:n], screen.bias[:n],
             screen.norm[:n], screen.resid[:n], screen.slack[:n])
 
@@ -303,7 +327,7 @@ class FlatIndex:
             return 0
         extra = 4 if stored.base_sq is not None else 0
         if stored.screen is not None:
-            extra += stored.screen.codes.shape[1] * 4 + 4 * _SCREEN_ROW_FLOATS
+            extra += _screen_width(stored.screen) + 4 * _SCREEN_ROW_FLOATS
         return 4 * stored.base.shape[1] + extra
 
     def fit(self, database: ArrayLike) -> FlatIndex:
@@ -534,11 +558,12 @@ def screen_candidates(screen: _Screen, ranked: NDArray[np.float32], k: int,
     candidates outgrew ``room`` (or whose magnitudes are too small for float32
     bounds); their rows of ``found`` are not to be used.
     """
-    n_blocks = screen.codes.shape[0]
     rows = ranked.shape[0]
-    padded = -(-rows // _int8.TILE_QUERIES) * _int8.TILE_QUERIES
+    tiles = screen.codes.ndim == 2
+    group = _amx.GROUP if tiles else _int8.TILE_QUERIES
+    padded = -(-rows // group) * group
     qcodes, qsum, qscale, qerr, qnorm = _quantize_queries(
-        ranked, screen.codes.shape[1] * 4, padded)
+        ranked, _screen_width(screen), padded)
     heap_d = np.full((padded, k), np.inf, dtype=np.float32)
     heap_i = np.full((padded, k), NO_ID, dtype=np.int64)
     cand_ids = np.empty((padded, room), dtype=np.int64)
@@ -549,12 +574,29 @@ def screen_candidates(screen: _Screen, ranked: NDArray[np.float32], k: int,
     # queries too small for float32 bounds: to the float32 products
     top = np.abs(ranked).max(axis=1)
     overflow[:rows] = (top > 0) & (top < _SCREEN_MIN_MAGNITUDE)
-    for b0 in range(0, n_blocks, _SCREEN_CHUNK_BLOCKS):
-        b1 = min(b0 + _SCREEN_CHUNK_BLOCKS, n_blocks)
-        _int8.screen(screen.codes, screen.offset, screen.step, screen.bias,
-                     screen.bias_up, screen.norm, screen.resid, screen.slack, screen.n,
-                     qcodes, qsum, qscale, qerr, qnorm, b0, b1, heap_d,
-                     heap_i, cand_ids, cand_up, counts, overflow)
+    if tiles and rows < _SCREEN_TILE_QUERIES:
+        _int8.screen_rows(screen.codes, screen.offset, screen.step, screen.bias,
+                          screen.bias_up, screen.norm, screen.resid, screen.slack,
+                          screen.n, qcodes, qsum, qscale, qerr, qnorm, heap_d, heap_i,
+                          cand_ids, cand_up, counts, overflow)
+    elif tiles:
+        qpacked = _amx.pack_queries(qcodes)
+        fn = _amx.tile_function()
+        total = screen.offset.shape[0]  # rows with codes, a multiple of 16
+        for r0 in range(0, total, _SCREEN_TILE_ROWS):
+            _int8.screen_tiles(fn, screen.codes, screen.offset, screen.step,
+                               screen.bias, screen.bias_up, screen.norm, screen.resid,
+                               screen.slack, screen.n, qpacked, qsum, qscale, qerr,
+                               qnorm, r0, min(total, r0 + _SCREEN_TILE_ROWS), heap_d,
+                               heap_i, cand_ids, cand_up, counts, overflow)
+    else:
+        n_blocks = screen.codes.shape[0]
+        for b0 in range(0, n_blocks, _SCREEN_CHUNK_BLOCKS):
+            b1 = min(b0 + _SCREEN_CHUNK_BLOCKS, n_blocks)
+            _int8.screen(screen.codes, screen.offset, screen.step, screen.bias,
+                         screen.bias_up, screen.norm, screen.resid, screen.slack,
+                         screen.n, qcodes, qsum, qscale, qerr, qnorm, b0, b1, heap_d,
+                         heap_i, cand_ids, cand_up, counts, overflow)
     found = np.full((rows, room), -1, dtype=np.int64)
     widest = _int8.survivors(heap_d[:rows], cand_ids[:rows], cand_up[:rows],
                              counts[:rows], overflow[:rows], found)

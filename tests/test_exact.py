@@ -6,20 +6,25 @@ import pytest
 import leanvec
 from leanvec import FlatIndex, exact_knn_graph, exact_search
 from leanvec import exact as exact_module
-from leanvec._kernels import int8
+from leanvec._kernels import amx, int8
 
 METRICS = ["sqeuclidean", "euclidean", "inner_product", "cosine"]
 
 
-@pytest.fixture(autouse=True, params=["float32", "int8"])
+@pytest.fixture(autouse=True, params=["float32", "int8", "amx"])
 def search_path(request, monkeypatch):
-    """Every test here runs twice: through the float32 products alone, and through
-    the 8-bit screen from the first row (where this processor has it)."""
+    """Every test here runs three times: through the float32 products alone, and
+    through the 8-bit screen from the first row, with AVX-512 VNNI products and
+    with AMX tile products (where this processor has them)."""
     if request.param == "float32":
         monkeypatch.setenv("LEANVEC_INT8", "0")
     else:
         if not int8.available():
             pytest.skip("no AVX-512 VNNI here (or numba's LLVM predates 22)")
+        if request.param == "amx" and not amx.available():
+            pytest.skip("no AMX here")
+        if request.param == "int8":
+            monkeypatch.setattr(amx, "available", lambda: False)
         monkeypatch.setattr(exact_module, "_SCREEN_MIN_ROWS", 1)
     return request.param
 
@@ -173,7 +178,7 @@ def test_add_appends(rng, reference, search_path):
     np.testing.assert_array_equal(index.add(b), np.arange(40, 70))
     result = index.search(b[:5], 1)
     np.testing.assert_array_equal(result.ids[:, 0], np.arange(40, 45))
-    screen = 8 + 7 * 4 if search_path == "int8" else 0  # codes padded to 8 bytes
+    screen = 8 + 7 * 4 if search_path != "float32" else 0  # codes padded to 8 bytes
     assert len(index) == 70 and index.bytes_per_vector == 6 * 4 + 4 + screen
 
 
@@ -331,7 +336,7 @@ def test_search_keeps_its_database_while_another_thread_refits(rng, monkeypatch,
     index = FlatIndex(metric).fit(database)
     expected = index.search(queries, 5)
     owner, name = ((leanvec.exact, "select_block") if search_path == "float32"
-                   else (int8, "screen"))
+                   else (int8, "screen" if search_path == "int8" else "screen_tiles"))
     select = getattr(owner, name)
 
     def select_then_change(*args):

@@ -7,12 +7,22 @@ import pytest
 
 from leanvec import FlatIndex
 from leanvec import exact as exact_module
-from leanvec._kernels import int8
+from leanvec._kernels import amx, int8
 
 pytestmark = pytest.mark.skipif(not int8.available(),
                                 reason="no AVX-512 VNNI here (or numba's LLVM predates 22)")
 
 METRICS = ["sqeuclidean", "euclidean", "inner_product", "cosine"]
+
+
+@pytest.fixture(autouse=True, params=["vnni", "amx"])
+def products(request, monkeypatch):
+    """Every test runs with the VNNI kernel's products and with AMX's."""
+    if request.param == "amx" and not amx.available():
+        pytest.skip("no AMX here")
+    if request.param == "vnni":
+        monkeypatch.setattr(amx, "available", lambda: False)
+    return request.param
 
 
 @pytest.fixture
@@ -39,7 +49,7 @@ def test_bounds_enclose_every_true_score(rng, metric, dim, from_first_row):
     assert screen is not None and screen.n == 500
     scored = queries if metric != "cosine" else exact_module.normalize_rows(queries)
     ranked = scored if stored.centre is None else scored - stored.centre
-    width = screen.codes.shape[1] * 4
+    width = exact_module._screen_width(screen)
     qcodes, qsum, qscale, qerr, qnorm = exact_module._quantize_queries(ranked, width, 24)
     dots = _unpacked_dots(screen, qcodes[:20])
     n = screen.n

@@ -32,6 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import FASTMATH
+from .amx import GROUP, QUERY_TILES, ROW_TILE, rows_tile
 from .topk import heap_push
 
 # Queries and 16-row blocks of the database in one register tile: 8 x 3 = 24
@@ -401,6 +402,127 @@ def screen(codes, offset, step, bias, bias_up, norm, resid, slack, n, qcodes, qs
                     limit = -heap_d[q, 0]
                     if overflow[q]:
                         break
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _tile_reaching(dots, a1, a2, e1, e2, limits, offset, step, bias_up, norm, resid,
+                   ups):
+    """Upper bounds of one row's scores for each query of a group into ``ups``;
+    returns how many reach their query's limit (a float count: the loop then
+    vectorizes eight lanes wide)."""
+    hits = np.float32(0.0)
+    for i in range(dots.shape[0]):
+        up = (a1[i] * offset + a2[i] * step * np.float32(dots[i]) + bias_up
+              + e1[i] * norm + e2[i] * resid)
+        ups[i] = up
+        hits += np.float32(1.0) if up >= limits[i] else np.float32(0.0)
+    return hits
+
+
+ROWS_STEP = 256  # rows whose products screen_rows forms before filtering
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def screen_rows(codes, offset, step, bias, bias_up, norm, resid, slack, n, qcodes,
+                qsum, qscale, qerr, qnorm, heap_d, heap_i, cand_ids, cand_up, counts,
+                overflow):
+    """:func:`screen` for a few queries over codes in row order (the layout of
+    :func:`screen_tiles`): each query on its own, four rows at a time through
+    :func:`dot4`. Same bounds, heaps and candidates."""
+    width = codes.shape[1]
+    for q in prange(qcodes.shape[0]):
+        if overflow[q]:
+            continue
+        a1 = qsum[q]
+        a2 = qscale[q]
+        e1 = qerr[q]
+        e2 = qnorm[q]
+        qc = qcodes[q]
+        limit = -heap_d[q, 0]
+        dots = np.empty(ROWS_STEP, dtype=np.int32)
+        for r0 in range(0, n, ROWS_STEP):
+            rows = min(ROWS_STEP, n - r0)
+            for r in range(0, rows, 4):
+                i0 = r0 + r
+                i1 = r0 + min(r + 1, rows - 1)
+                i2 = r0 + min(r + 2, rows - 1)
+                i3 = r0 + min(r + 3, rows - 1)
+                d0, d1, d2, d3 = dot4(codes, i0, i1, i2, i3, qc, width)
+                dots[r] = d0
+                if r + 1 < rows:
+                    dots[r + 1] = d1
+                if r + 2 < rows:
+                    dots[r + 2] = d2
+                if r + 3 < rows:
+                    dots[r + 3] = d3
+            r1 = r0 + rows
+            if _reaching(dots[:rows], offset[r0:r1], step[r0:r1], bias_up[r0:r1],
+                         norm[r0:r1], resid[r0:r1], a1, a2, e1, e2, limit) == 0:
+                continue
+            for r in range(rows):
+                row = r0 + r
+                err = e1 * norm[row] + e2 * resid[row] + slack[row]
+                up = (a1 * offset[row] + a2 * step[row] * np.float32(dots[r])
+                      + bias[row] + err)
+                if up < limit:
+                    continue
+                heap_push(heap_d[q], heap_i[q], -(up - np.float32(2.0) * err), row)
+                _append(cand_ids, cand_up, counts, overflow, q, row, up, limit)
+                limit = -heap_d[q, 0]
+                if overflow[q]:
+                    break
+            if overflow[q]:
+                break
+
+
+_TILES = 8  # tiles of 16 rows whose products screen_tiles forms a call
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def screen_tiles(fn, codes, offset, step, bias, bias_up, norm, resid, slack, n,
+                 qpacked, qsum, qscale, qerr, qnorm, r0, r1, heap_d, heap_i, cand_ids,
+                 cand_up, counts, overflow):
+    """:func:`screen` on AMX: rows [r0, r1) of ``codes`` ((rows, width) uint8 in
+    row order, r0 and r1 multiples of 16, zero rows past ``n`` and enough of them
+    for whole 64-byte steps, see :func:`leanvec._kernels.amx.rows_tile`) against
+    the queries of ``qpacked`` (:func:`leanvec._kernels.amx.pack_queries`; the
+    per-query arrays padded to its groups of 48). Same bounds, heaps and
+    candidates as :func:`screen`."""
+    n_groups = qpacked.shape[0] // QUERY_TILES
+    for g in prange(n_groups):
+        q0 = g * GROUP
+        a1 = qsum[q0:q0 + GROUP]
+        a2 = qscale[q0:q0 + GROUP]
+        e1 = qerr[q0:q0 + GROUP]
+        e2 = qnorm[q0:q0 + GROUP]
+        limits = np.empty(GROUP, dtype=np.float32)
+        for i in range(GROUP):
+            q = q0 + i
+            limits[i] = np.inf if overflow[q] else -heap_d[q, 0]
+        block = np.empty((_TILES * ROW_TILE, GROUP), dtype=np.int32)
+        ups = np.empty(GROUP, dtype=np.float32)
+        for t in range(r0, r1, _TILES * ROW_TILE):
+            rows = min(_TILES * ROW_TILE, r1 - t)
+            dots = block[:rows]
+            rows_tile(fn, codes, t, qpacked, g * QUERY_TILES, dots)
+            for r in range(rows):
+                row = t + r
+                if row >= n:
+                    break
+                if _tile_reaching(dots[r], a1, a2, e1, e2, limits, offset[row],
+                                  step[row], bias_up[row], norm[row], resid[row],
+                                  ups) == 0:
+                    continue
+                for i in range(GROUP):
+                    if ups[i] < limits[i]:
+                        continue
+                    q = q0 + i
+                    err = e1[i] * norm[row] + e2[i] * resid[row] + slack[row]
+                    up = (a1[i] * offset[row] + a2[i] * step[row] * np.float32(dots[r, i])
+                          + bias[row] + err)
+                    heap_push(heap_d[q], heap_i[q], -(up - np.float32(2.0) * err), row)
+                    _append(cand_ids, cand_up, counts, overflow, q, row, up, limits[i])
+                    limits[i] = np.inf if overflow[q] else -heap_d[q, 0]
 
 
 @njit(parallel=True, cache=True, nogil=True)
