@@ -42,6 +42,18 @@ def _positive(text: str) -> int:
     return value
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not for flags, empty
+    values, or help that already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, [])
+                or isinstance(action.default, bool)):
+            return text
+        return super()._get_help_string(action)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder of result files")
@@ -53,7 +65,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     from leanvec.datasets import DEFAULT_DATASET
 
     p = sub.add_parser("run", help="build indexes and measure recall, QPS, size",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("--dataset", default=DEFAULT_DATASET,
                    help="catalog name or path to an ann-benchmarks HDF5 file")
     group = p.add_mutually_exclusive_group()
@@ -66,10 +78,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=_positive, default=3,
                    help="timed passes per point (the best is kept), after a warm-up")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--batch", dest="batch", action="store_true", default=True,
-                      help="all queries in one call")
+    mode.add_argument("--batch", dest="batch", action="store_true",
+                      help="all queries in one call (the default)")
     mode.add_argument("--single", dest="batch", action="store_false",
                       help="one query per call")
+    p.set_defaults(batch=True)
     p.add_argument("--threads", type=_positive, default=1, help="query threads")
     p.add_argument("--build-threads", type=_positive, default=None,
                    help="build threads (default: every core)")
@@ -81,7 +94,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 def _report_parser(sub: argparse._SubParsersAction, name: str, help_text: str,
                    ) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text,
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("--dataset", default=None,
                    help="dataset folder in the results (default: every one)")
     p.add_argument("--recall", choices=("recall", "annb-recall"), default="recall",
