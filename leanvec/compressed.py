@@ -56,6 +56,8 @@ _LVQ_TILE = 4096  # database rows decoded at a time
 _LVQ_MARGIN = 16  # extra candidates the tile products pass on to exact re-scoring
 _AMX_ROWS = 2048  # rows of 8-bit codes every query of a batch passes over at a time
 _AMX_GROUPS = 64  # groups of 48 queries scanned per call on AMX
+# Queries whose largest magnitude is below this skip the integer-filtered scans.
+_LVQ_MIN_MAGNITUDE = 2.0**-40
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -366,6 +368,22 @@ class CompressedIndex:
                 lvq.residual_bits, kind)
 
     def _scan_lvq(self, stored: _Stored, queries, heap_d, heap_i) -> None:
+        # queries far below the data's scale: their integer bounds would lean on
+        # float32 subnormals, so they take the plain float32 scan
+        tiny = np.abs(queries).max(axis=1) < _LVQ_MIN_MAGNITUDE
+        if tiny.any():
+            rows = np.flatnonzero(tiny)
+            part_d, part_i = heap_d[rows], heap_i[rows]
+            lvq_scan(*self._lvq_args(stored, np.ascontiguousarray(queries[rows])),
+                     part_d, part_i)
+            heap_d[rows], heap_i[rows] = part_d, part_i
+            if tiny.all():
+                return
+            rest = np.flatnonzero(~tiny)
+            part_d, part_i = heap_d[rest], heap_i[rest]
+            self._scan_lvq(stored, np.ascontiguousarray(queries[rest]), part_d, part_i)
+            heap_d[rest], heap_i[rest] = part_d, part_i
+            return
         args = self._lvq_args(stored, queries)
         if queries.shape[0] < _LVQ_BATCH:
             queries, offsets, codes, _, steps, biases, bits, residual_bits, kind = args

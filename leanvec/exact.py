@@ -459,7 +459,7 @@ class FlatIndex:
         dists = np.empty((queries.shape[0], k), dtype=np.float64)
         rest = np.arange(queries.shape[0])
         if (stored.screen is not None and scale == 1.0 and k <= _SCREEN_MAX_K
-                and k < stored.screen.n):
+                and k < stored.screen.n and _int8.available()):
             rest = self._screened(stored, scored, ranked, k, ids, dists)
         if rest.size:
             if rest.size < queries.shape[0]:
@@ -574,7 +574,8 @@ def screen_candidates(screen: _Screen, ranked: NDArray[np.float32], k: int,
     # queries too small for float32 bounds: to the float32 products
     top = np.abs(ranked).max(axis=1)
     overflow[:rows] = (top > 0) & (top < _SCREEN_MIN_MAGNITUDE)
-    if tiles and rows < _SCREEN_TILE_QUERIES:
+    # row-order codes without AMX now (an index built elsewhere): one by one
+    if tiles and (rows < _SCREEN_TILE_QUERIES or not _amx.available()):
         _int8.screen_rows(screen.codes, screen.offset, screen.step, screen.bias,
                           screen.bias_up, screen.norm, screen.resid, screen.slack,
                           screen.n, qcodes, qsum, qscale, qerr, qnorm, heap_d, heap_i,

@@ -175,3 +175,64 @@ def test_disabled_by_environment():
                          text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_first_use_from_many_threads_at_once():
+    """Threads that reach the tile function together share one compiled copy
+    (a copy built twice and dropped once left a thread calling freed code)."""
+    code = textwrap.dedent("""
+        import threading, numpy as np, leanvec
+        rng = np.random.default_rng(0)
+        base = rng.standard_normal((3000, 32)).astype(np.float32)
+        queries = rng.standard_normal((48, 32)).astype(np.float32)
+        barrier = threading.Barrier(3)
+        found = []
+        def work(kind):
+            barrier.wait()
+            if kind:
+                index = leanvec.FlatIndex("sqeuclidean").fit(base)
+            else:
+                index = leanvec.CompressedIndex("lvq8", "inner_product").fit(base)
+            found.append(index.search(queries, 5).ids.shape)
+        threads = [threading.Thread(target=work, args=(i % 2,)) for i in range(3)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(len(found))
+    """)
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                             text=True, timeout=300, check=False)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "3"
+
+
+@needs_amx
+def test_row_order_screen_without_amx_at_search_time(rng, monkeypatch):
+    """An index whose screen was built for AMX (row-order codes) and searched
+    where AMX is not available (a pickle moved to another machine) takes the
+    one-query-at-a-time 8-bit products: same exact answers."""
+    base = rng.standard_normal((3000, 40)).astype(np.float32)
+    queries = rng.standard_normal((60, 40)).astype(np.float32)
+    index = leanvec.FlatIndex("sqeuclidean").fit(base)
+    assert index._stored.screen.codes.ndim == 2
+    want = index.search(queries, 7)
+    monkeypatch.setattr(amx, "available", lambda: False)
+    monkeypatch.setattr(amx, "tile_function", lambda: 0)
+    got = index.search(queries, 7)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_queries", [1, 5, 40])
+def test_tiny_queries_take_the_float32_scan(rng, n_queries):
+    """Queries far below the data's scale give the float32 scan's answer (their
+    integer bounds would rest on subnormal floats), mixed with ordinary ones."""
+    base = rng.standard_normal((2000, 8)).astype(np.float32)
+    index = leanvec.CompressedIndex("lvq8", metric="inner_product", rerank=0).fit(base)
+    queries = (rng.standard_normal((n_queries, 8)) * 1e-42).astype(np.float32)
+    queries[::3] = rng.standard_normal((len(queries[::3]), 8))
+    if n_queries > 1:
+        queries[1, 0] = 0.0
+    got = index.search(queries, 5)
+    want = _reference(index, queries, 5)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=0)

@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import platform
+import threading
 
 import numpy as np
 from llvmlite import ir
@@ -197,6 +198,7 @@ def rows_tile(typingctx, fn, codes, r0, qpacked, t0, out):
 
 
 _engine = None  # keeps the compiled tile function alive
+_build_lock = threading.Lock()  # one build per process, even from many threads
 
 
 def _self_test(address: int) -> bool:
@@ -224,7 +226,14 @@ def _self_test(address: int) -> bool:
 @functools.cache
 def tile_function() -> int:
     """Address of the compiled tile function, or 0 where AMX cannot be used."""
+    with _build_lock:  # the cache is not a lock: threads arriving together wait here
+        return _build()
+
+
+def _build() -> int:
     global _engine
+    if _engine is not None:
+        return _engine.get_function_address(_NAME)
     if os.environ.get("LEANVEC_AMX", "1") == "0":
         return 0
     if platform.system() != "Linux" or platform.machine() != "x86_64":
@@ -238,7 +247,6 @@ def tile_function() -> int:
         # process instead of raising, so older ones are not tried
         if llvm.llvm_version_info < (22,):
             return 0
-
         if not _request_tiles():
             return 0
         llvm.initialize_native_target()
@@ -259,7 +267,7 @@ def tile_function() -> int:
         # an llvmlite or LLVM that cannot build the function
         logger.debug("AMX tile function unavailable: %s", exc)
         return 0
-    _engine = engine
+    _engine = engine  # kept for the life of the process: its code must not be freed
     return address
 
 

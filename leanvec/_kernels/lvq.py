@@ -450,7 +450,9 @@ def lvq8_ip_scan_tiles(fn, queries, qpacked, qconst, offsets, codes, steps, bias
     :func:`tile_query_constants`, holds per query: -offset - tol |offset|, s,
     sum(e), |e| (rounded up), tol l1, qsum. Only rows whose bound beats a query's
     heap root are scored by :func:`lvq8_ip` and offered, so the heaps end as
-    :func:`lvq_scan` leaves them. Call it on consecutive row ranges (``r0`` a
+    :func:`lvq_scan` leaves them (distances equal up to float32 rounding, ids up
+    to ties). Queries far below the codes' scale (largest magnitude under about
+    2**-40) belong in :func:`lvq_scan`: the bound assumes float32 normals. Call it on consecutive row ranges (``r0`` a
     multiple of 16) so that the range's codes stay in cache while every query
     passes over them.
     """
