@@ -201,14 +201,17 @@ def paired_pq(name, base, queries, sample, byte_budgets, runs) -> None:
               f"{best['ours'] / best['faiss']:.2f} | {same:.3f} |", flush=True)
 
 
-def paired_lvq(name, base, queries, runs, n_single=200) -> None:
-    """LVQ-8 scan QPS against the float32 exhaustive scans, single and batched."""
+def paired_lvq(name, base, queries, runs, metric="inner_product", n_single=200) -> None:
+    """LVQ-8 scan QPS against the float32 exhaustive scans, single and batched,
+    under ``metric`` ("inner_product" against faiss ``IndexFlatIP``,
+    "sqeuclidean" against ``IndexFlatL2``)."""
     import faiss
 
     faiss.omp_set_num_threads(1)
-    lvq = leanvec.CompressedIndex("lvq8", "inner_product", n_threads=1).fit(base)
-    flat = leanvec.FlatIndex("inner_product", n_threads=1).fit(base)
-    peer = faiss.IndexFlatIP(base.shape[1])
+    lvq = leanvec.CompressedIndex("lvq8", metric, n_threads=1).fit(base)
+    flat = leanvec.FlatIndex(metric, n_threads=1).fit(base)
+    peer_name = "IndexFlatIP" if metric == "inner_product" else "IndexFlatL2"
+    peer = getattr(faiss, peer_name)(base.shape[1])
     peer.add(base)
     few = queries[:n_single]
     fns = {"lvq8 1": lambda: [lvq.search(q, 10) for q in few],
@@ -220,9 +223,9 @@ def paired_lvq(name, base, queries, runs, n_single=200) -> None:
     best = _paired_seconds(fns, runs)
     qps = {key: (len(few) if key.endswith("1") else len(queries)) / value
            for key, value in best.items()}
-    print(f"\n### {name}: LVQ-8 scan against float32, one thread, best of {runs} "
-          f"alternating\n")
-    print("| mode | LVQ-8 QPS | FlatIndex QPS | faiss IndexFlatIP QPS | "
+    print(f"\n### {name}: LVQ-8 scan against float32, {metric}, one thread, best of "
+          f"{runs} alternating\n")
+    print(f"| mode | LVQ-8 QPS | FlatIndex QPS | faiss {peer_name} QPS | "
           "LVQ-8 / FlatIndex | LVQ-8 / faiss |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for mode, label in (("1", f"1 query/call ({len(few)})"),
@@ -239,6 +242,7 @@ def bench_paired(name: str, args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     sample = base[rng.choice(len(base), min(args.train_sample, len(base)), False)]
     paired_lvq(name, base, queries, args.runs)
+    paired_lvq(name, base, queries, args.runs, "sqeuclidean")
     paired_pq(name, base, queries, sample, args.bytes, args.runs)
 
 

@@ -16,9 +16,10 @@ from ._kernels import METRIC_CODES, amx, int8
 from ._kernels.lvq import (
     KIND_IP,
     KIND_L2,
+    code_l2_stats,
     code_stats,
     lvq8_ip_scan,
-    lvq8_ip_scan_tiles,
+    lvq8_scan_tiles,
     lvq_candidate_distances,
     lvq_decode_rows,
     lvq_scan,
@@ -58,6 +59,7 @@ _AMX_ROWS = 2048  # rows of 8-bit codes every query of a batch passes over at a 
 _AMX_GROUPS = 64  # groups of 48 queries scanned per call on AMX
 # Queries whose largest magnitude is below this skip the integer-filtered scans.
 _LVQ_MIN_MAGNITUDE = 2.0**-40
+_NO_ROWS = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32))
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -405,19 +407,25 @@ class CompressedIndex:
 
     def _lvq8_tiles(self, stored: _Stored) -> bool:
         """Whether batches go through :meth:`_scan_lvq8_tiles`: one-level 8-bit
-        codes scored by inner product (cosine too) on a processor with AMX."""
+        codes on a processor with AMX."""
         lvq = self.quantizer
         return (isinstance(lvq, LVQ) and lvq.bits == 8 and lvq.residual_bits == 0
-                and self._kind() == "inner_product" and stored.codes.codes.shape[1]
-                <= amx.MAX_WIDTH and amx.available())
+                and stored.codes.codes.shape[1] <= amx.MAX_WIDTH and amx.available())
 
     def _scan_lvq8_tiles(self, stored: _Stored, args, heap_d, heap_i) -> None:
         """A batch over 8-bit codes through AMX tile products of int8 queries
-        (exactly filtered: the heaps end as ``lvq_scan`` leaves them)."""
-        queries, offsets, codes, _, steps, biases = args[:6]
+        (exactly filtered: the heaps end as ``lvq_scan`` leaves them, up to float32
+        rounding)."""
+        queries, offsets, codes, _, steps, biases, _, _, kind = args
         stats = stored.derived.get("code_stats")
         if stats is None:
             stats = stored.derived.setdefault("code_stats", code_stats(codes))
+        l2 = _NO_ROWS
+        if kind == KIND_L2:
+            l2 = stored.derived.get("code_l2_stats")
+            if l2 is None:
+                l2 = stored.derived.setdefault("code_l2_stats",
+                                               code_l2_stats(codes, steps, biases))
         top = np.abs(queries).max(axis=1).astype(np.float64)
         qscale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32).astype(
             np.float64)
@@ -426,14 +434,14 @@ class CompressedIndex:
         qerr = np.sqrt(np.einsum("ij,ij->i", diff, diff)) * (1 + 2.0**-20)
         qesum = diff.sum(axis=1)
         qpacked = amx.pack_queries(rounded.astype(np.int8))
-        qconst = tile_query_constants(queries, offsets, qscale, qerr, qesum,
+        qconst = tile_query_constants(kind, queries, offsets, qscale, qerr, qesum,
                                       qpacked.shape[0] * amx.QUERY_TILE)
         fn = amx.tile_function()
         n = codes.shape[0]
         for r0 in range(0, n, _AMX_ROWS):
-            lvq8_ip_scan_tiles(fn, queries, qpacked, qconst, offsets, codes, steps,
-                               biases, *stats, r0, min(n, r0 + _AMX_ROWS), heap_d,
-                               heap_i)
+            lvq8_scan_tiles(fn, kind, queries, qpacked, qconst, offsets, codes, steps,
+                            biases, *stats, *l2, r0, min(n, r0 + _AMX_ROWS), heap_d,
+                            heap_i)
 
     def _lvq_tile_candidates(self, args, width) -> NDArray[np.int64]:
         """The best ``width`` ids per query by tile products (-1 fills).

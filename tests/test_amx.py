@@ -15,8 +15,9 @@ from numba import njit
 import leanvec
 from leanvec._kernels import amx
 from leanvec._kernels.lvq import (
+    KIND_IP,
     code_stats,
-    lvq8_ip_scan_tiles,
+    lvq8_scan_tiles,
     lvq_scan,
     tile_query_constants,
 )
@@ -70,6 +71,8 @@ def _reference(index, queries, k):
     stored = index._stored
     if index.metric == "cosine":
         scored = (queries / np.linalg.norm(queries, axis=1, keepdims=True))
+    elif index.metric == "euclidean":
+        raise ValueError("compare squared distances: use sqeuclidean")
     else:
         scored = queries * np.float32(stored.scale)
     args = index._lvq_args(stored, np.ascontiguousarray(scored, dtype=np.float32))
@@ -85,6 +88,7 @@ def _reference(index, queries, k):
 @pytest.mark.parametrize("n,dim,metric", [
     (5000, 384, "cosine"), (2100, 100, "inner_product"), (777, 37, "cosine"),
     (20, 64, "cosine"), (4099, 130, "inner_product"), (300, 3, "inner_product"),
+    (5000, 384, "sqeuclidean"), (2100, 100, "sqeuclidean"), (300, 3, "sqeuclidean"),
 ])
 def test_batched_lvq8_equals_the_float32_scan(rng, n, dim, metric):
     base = rng.standard_normal((n, dim)).astype(np.float32)
@@ -136,7 +140,7 @@ def test_batched_kernel_reads_nothing_past_the_codes(rng):
     diff = queries - qscale[:, None] * rounded
     qerr = np.sqrt((diff * diff).sum(1)) * (1 + 2.0**-20)
     packed = amx.pack_queries(rounded.astype(np.int8))
-    qconst = tile_query_constants(queries, offsets, qscale, qerr, diff.sum(1),
+    qconst = tile_query_constants(KIND_IP, queries, offsets, qscale, qerr, diff.sum(1),
                                   packed.shape[0] * 16)
     means, norms = code_stats(codes)
     heap_d = np.full((50, 5), np.inf, np.float32)
@@ -146,8 +150,10 @@ def test_batched_kernel_reads_nothing_past_the_codes(rng):
     if libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(page), 0) != 0:
         pytest.skip("mprotect unavailable")
     try:
-        lvq8_ip_scan_tiles(amx.tile_function(), queries, packed, qconst, offsets,
-                           codes, steps, biases, means, norms, 0, n, heap_d, heap_i)
+        empty = np.zeros(0, np.float32)
+        lvq8_scan_tiles(amx.tile_function(), KIND_IP, queries, packed, qconst, offsets,
+                        codes, steps, biases, means, norms, empty, empty, 0, n, heap_d,
+                        heap_i)
     finally:
         libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(page), 3)
     finish_heaps(heap_d, heap_i)
@@ -223,16 +229,31 @@ def test_row_order_screen_without_amx_at_search_time(rng, monkeypatch):
     np.testing.assert_allclose(got.distances, want.distances, rtol=1e-6)
 
 
+@pytest.mark.parametrize("metric", ["inner_product", "sqeuclidean"])
 @pytest.mark.parametrize("n_queries", [1, 5, 40])
-def test_tiny_queries_take_the_float32_scan(rng, n_queries):
+def test_tiny_queries_take_the_float32_scan(rng, n_queries, metric):
     """Queries far below the data's scale give the float32 scan's answer (their
     integer bounds would rest on subnormal floats), mixed with ordinary ones."""
     base = rng.standard_normal((2000, 8)).astype(np.float32)
-    index = leanvec.CompressedIndex("lvq8", metric="inner_product", rerank=0).fit(base)
+    index = leanvec.CompressedIndex("lvq8", metric=metric, rerank=0).fit(base)
     queries = (rng.standard_normal((n_queries, 8)) * 1e-42).astype(np.float32)
     queries[::3] = rng.standard_normal((len(queries[::3]), 8))
     if n_queries > 1:
         queries[1, 0] = 0.0
     got = index.search(queries, 5)
     want = _reference(index, queries, 5)
-    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=1e-30)
+
+
+@needs_amx
+def test_batched_lvq8_l2_far_from_the_origin(rng):
+    """Squared L2 on data whose mean lies far from the origin (queries centred on
+    the quantizer's mean) and on a mix of row scales: the filter stays exact."""
+    base = (rng.standard_normal((3000, 48)) * rng.uniform(0.01, 10, (3000, 1))
+            + 50.0).astype(np.float32)
+    queries = (rng.standard_normal((64, 48)) * 3 + 50.0).astype(np.float32)
+    index = leanvec.CompressedIndex("lvq8", metric="sqeuclidean", rerank=0).fit(base)
+    got = index.search(queries, 10)
+    want = _reference(index, queries, 10)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=1e-4)
+    assert (got.ids == want.ids).mean() > 0.99

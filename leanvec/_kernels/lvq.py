@@ -40,7 +40,7 @@ KIND_IP = 0  # distance = -(offset[q] + <q, xc>)
 KIND_L2 = 1  # distance = ||q - xc||^2 (queries already centred)
 
 FILTER_ROWS = 256  # rows whose integer products lvq8_ip_scan forms before filtering
-_TILES = 8  # tiles of 16 rows whose products lvq8_ip_scan_tiles forms a call
+_TILES = 8  # tiles of 16 rows whose products lvq8_scan_tiles forms a call
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -416,13 +416,13 @@ def lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i,
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
-def _tile_hits(dots, base, sc, es, er, tl, qs, roots, u, v, w, y, z, lows):
-    """Lower bounds (see :func:`lvq8_ip_scan_tiles`) of one row's distance to
+def _tile_hits(dots, base, sc, es, er, tl, qs, roots, c, u, v, w, y, z, lows):
+    """Lower bounds (see :func:`lvq8_scan_tiles`) of one row's distance to
     each query into ``lows``; returns how many beat their heap roots. One
     branch-free pass over contiguous arrays, so that the loop vectorizes."""
     hits = np.float32(0.0)  # a float count vectorizes eight lanes wide
     for qq in range(dots.shape[0]):
-        low = (base[qq] - u * (sc[qq] * np.float32(dots[qq])) - v * es[qq]
+        low = (base[qq] + c - u * (sc[qq] * np.float32(dots[qq])) - v * es[qq]
                - w * er[qq] - y * tl[qq] - z * qs[qq])
         lows[qq] = low
         hits += np.float32(1.0) if low < roots[qq] else np.float32(0.0)
@@ -430,29 +430,35 @@ def _tile_hits(dots, base, sc, es, er, tl, qs, roots, u, v, w, y, z, lows):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def lvq8_ip_scan_tiles(fn, queries, qpacked, qconst, offsets, codes, steps, biases,
-                       code_means, code_norms, r0, r1, heap_d, heap_i):
-    """:func:`lvq8_ip_scan` for a batch of queries on AMX tiles, rows [r0, r1).
+def lvq8_scan_tiles(fn, kind, queries, qpacked, qconst, offsets, codes, steps, biases,
+                    code_means, code_norms, row_sq, row_norms, r0, r1, heap_d, heap_i):
+    """:func:`lvq_scan` for a batch of queries over one-level 8-bit codes on AMX
+    tiles, rows [r0, r1), filtered exactly.
 
     Each query is rounded to int8 (``qpacked``, from
     :func:`leanvec._kernels.amx.pack_queries`, with scale s, rounding error
     e = q - s q~); the tile function at address ``fn`` forms the exact int32
     products of 16 rows with 48 queries at a time. With a row's mean code m and
     |c - m| from :func:`code_stats`, <q, c> = s dot + m sum(e) + <e, c - m>, the
-    last term at most |e| |c - m|, so the float32 distance :func:`lvq8_ip` lies
-    above
+    last term at most |e| |c - m|. So, with tol a float32 rounding allowance for
+    sums of dim terms (see :func:`tile_query_constants`), l1 the query's absolute
+    sum and qsum its sum:
 
-        -offset - tol |offset| - step (s dot + m sum(e) + |e| |c - m|)
-        - (255 step + |bias|) tol l1 - bias qsum
+    - :data:`KIND_IP`: the float32 distance :func:`lvq8_ip` lies above
+      -offset - tol |offset| - step (s dot + m sum(e) + |e| |c - m|)
+      - (255 step + |bias|) tol l1 - bias qsum;
+    - :data:`KIND_L2` (queries centred): :func:`lvq8_l2` lies above
+      (|q|^2 + |x|^2)(1 - tol) - 2 step (s dot + m sum(e) + |e| |c - m|)
+      - 2 bias qsum - 2 tol |q| |x|, with |x|^2 and |x| of the centred
+      reconstruction (``row_sq``, ``row_norms``: :func:`code_l2_stats`).
 
-    (l1 the query's absolute sum, qsum its sum, tol a float32 rounding allowance
-    for sums of dim terms). ``qconst`` (6, n_padded) float32, from
-    :func:`tile_query_constants`, holds per query: -offset - tol |offset|, s,
-    sum(e), |e| (rounded up), tol l1, qsum. Only rows whose bound beats a query's
-    heap root are scored by :func:`lvq8_ip` and offered, so the heaps end as
-    :func:`lvq_scan` leaves them (distances equal up to float32 rounding, ids up
-    to ties). Queries far below the codes' scale (largest magnitude under about
-    2**-40) belong in :func:`lvq_scan`: the bound assumes float32 normals. Call it on consecutive row ranges (``r0`` a
+    ``qconst`` (6, n_padded) float32 holds per query the constant term, s,
+    sum(e), |e| (rounded up), tol l1 (IP) or |q| (L2), and qsum. Only rows whose
+    bound beats a query's heap root are scored by the float32 kernel and offered,
+    so the heaps end as :func:`lvq_scan` leaves them (distances equal up to
+    float32 rounding, ids up to ties). Queries far below the codes' scale
+    (largest magnitude under about 2**-40) belong in :func:`lvq_scan`: the bound
+    assumes float32 normals. Call it on consecutive row ranges (``r0`` a
     multiple of 16) so that the range's codes stay in cache while every query
     passes over them.
     """
@@ -493,44 +499,88 @@ def lvq8_ip_scan_tiles(fn, queries, qpacked, qconst, offsets, codes, steps, bias
             for r in range(rows):
                 i = t + r
                 u = steps[i]
+                z = biases[i]
+                if kind == KIND_IP:
+                    c = np.float32(0.0)
+                    y = np.float32(255.0) * u + abs(z)
+                else:
+                    c = row_sq[i]
+                    y = row_norms[i]
+                    u = np.float32(2.0) * u
+                    z = np.float32(2.0) * z
                 v = u * code_means[i]
                 w = u * code_norms[i]
-                z = biases[i]
-                y = np.float32(255.0) * u + abs(z)
-                if _tile_hits(dots[r], base, sc, es, er, tl, qs, roots, u, v, w, y,
+                if _tile_hits(dots[r], base, sc, es, er, tl, qs, roots, c, u, v, w, y,
                               z, lows) == 0:
                     continue
                 for qq in range(nq):
                     if lows[qq] < roots[qq]:
                         q = q0 + qq
-                        d = -(offsets[q] + lvq8_ip(queries[q], codes[i], u, z))
+                        if kind == KIND_IP:
+                            d = -(offsets[q] + lvq8_ip(queries[q], codes[i], steps[i],
+                                                       biases[i]))
+                        else:
+                            d = lvq8_l2(queries[q], codes[i], steps[i], biases[i])
                         if d < heap_d[q, 0]:
                             heap_push(heap_d[q], heap_i[q], d, i)
                             roots[qq] = heap_d[q, 0]
             t += rows
 
 
-def tile_query_constants(queries, offsets, qscale, qerr, qesum, padded):
-    """The ``qconst`` array of :func:`lvq8_ip_scan_tiles` (queries padded with
+def l2_tolerance(dim):
+    """The relative allowance ``tol`` of :func:`lvq8_scan_tiles` under
+    :data:`KIND_L2`: float32 rounding of the bound and of :func:`lvq8_l2`, as a
+    share of (|q| + |x|)^2."""
+    return 4.0 * (dim + 8) * 2.0**-23
+
+
+def tile_query_constants(kind, queries, offsets, qscale, qerr, qesum, padded):
+    """The ``qconst`` array of :func:`lvq8_scan_tiles` (queries padded with
     zeros to ``padded``)."""
     n, dim = queries.shape
-    tol = 2.0 * (dim + 8) * 2.0**-23
-    off = offsets.astype(np.float64)
     out = np.zeros((6, padded), dtype=np.float32)
-    out[0, :n] = -off - tol * np.abs(off)
+    if kind == KIND_IP:
+        tol = 2.0 * (dim + 8) * 2.0**-23
+        off = offsets.astype(np.float64)
+        out[0, :n] = -off - tol * np.abs(off)
+        out[4, :n] = tol * np.abs(queries).sum(axis=1, dtype=np.float64)
+    else:
+        sq = np.einsum("ij,ij->i", queries, queries, dtype=np.float64)
+        out[0, :n] = sq * (1.0 - l2_tolerance(dim))
+        out[4, :n] = np.sqrt(sq) * (1.0 + 2.0**-20)
     out[1, :n] = qscale
     out[2, :n] = qesum
     out[3, :n] = qerr
-    out[4, :n] = tol * np.abs(queries).sum(axis=1, dtype=np.float64)
     out[5, :n] = queries.sum(axis=1, dtype=np.float64)
     return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def code_l2_stats(codes, steps, biases):
+    """Per row: (|x|^2 (1 - tol), 2 tol |x|) in float32 for the centred
+    reconstruction x_j = step c_j + bias, ``tol`` from :func:`l2_tolerance`:
+    the row terms of :func:`lvq8_scan_tiles`'s squared-L2 bound."""
+    n, dim = codes.shape
+    tol = 4.0 * (dim + 8) * 2.0**-23
+    row_sq = np.empty(n, dtype=np.float32)
+    row_norms = np.empty(n, dtype=np.float32)
+    for i in prange(n):
+        u = np.float64(steps[i])
+        z = np.float64(biases[i])
+        acc = 0.0
+        for j in range(dim):
+            v = u * np.float64(codes[i, j]) + z
+            acc += v * v
+        row_sq[i] = np.float32(acc * (1.0 - tol))
+        row_norms[i] = np.float32(2.0 * tol * np.sqrt(acc) * (1.0 + 2.0**-20))
+    return row_sq, row_norms
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def code_stats(codes):
     """Per row of 8-bit codes: the mean code m and the norm |c - m| (float32,
     rounded up), which bound a rounded query's error in
-    :func:`lvq8_ip_scan_tiles`."""
+    :func:`lvq8_scan_tiles`."""
     n, dim = codes.shape
     means = np.empty(n, dtype=np.float32)
     norms = np.empty(n, dtype=np.float32)
