@@ -19,6 +19,7 @@ from ._kernels.lvq import (
     code_l2_stats,
     code_stats,
     lvq8_ip_scan,
+    lvq8_scan_rows,
     lvq8_scan_tiles,
     lvq_candidate_distances,
     lvq_decode_rows,
@@ -389,8 +390,13 @@ class CompressedIndex:
         args = self._lvq_args(stored, queries)
         if queries.shape[0] < _LVQ_BATCH:
             queries, offsets, codes, _, steps, biases, bits, residual_bits, kind = args
+            if (bits == 8 and residual_bits == 0 and int8.available()
+                    and codes.shape[1] <= int8.MAX_WIDTH):
+                stats, l2, rounded, qconst = self._int8_queries(stored, args, 1)
+                lvq8_scan_rows(kind, queries, rounded, qconst, offsets, codes, steps,
+                               biases, *stats, *l2, heap_d, heap_i)
             # the int32 products of lvq8_ip_scan hold 255 * dim * |qi| < 2**31
-            if (bits == 8 and residual_bits == 0 and kind == KIND_IP
+            elif (bits == 8 and residual_bits == 0 and kind == KIND_IP
                     and 255 * codes.shape[1] < 2**31):
                 lvq8_ip_scan(queries, offsets, codes, steps, biases, heap_d, heap_i,
                              int8.available() and codes.shape[1] <= int8.MAX_WIDTH)
@@ -417,6 +423,21 @@ class CompressedIndex:
         (exactly filtered: the heaps end as ``lvq_scan`` leaves them, up to float32
         rounding)."""
         queries, offsets, codes, _, steps, biases, _, _, kind = args
+        padded = -(-len(queries) // amx.GROUP) * amx.GROUP
+        stats, l2, rounded, qconst = self._int8_queries(stored, args, padded)
+        qpacked = amx.pack_queries(rounded)
+        fn = amx.tile_function()
+        n = codes.shape[0]
+        for r0 in range(0, n, _AMX_ROWS):
+            lvq8_scan_tiles(fn, kind, queries, qpacked, qconst, offsets, codes, steps,
+                            biases, *stats, *l2, r0, min(n, r0 + _AMX_ROWS), heap_d,
+                            heap_i)
+
+    def _int8_queries(self, stored: _Stored, args, padded: int) -> tuple:
+        """Per-row statistics of 8-bit codes (cached with the codes) and the
+        queries rounded to int8, with the per-query constants of the integer
+        bounds padded to ``padded`` queries (at least the queries' count)."""
+        queries, offsets, codes, _, steps, biases, _, _, kind = args
         stats = stored.derived.get("code_stats")
         if stats is None:
             stats = stored.derived.setdefault("code_stats", code_stats(codes))
@@ -432,16 +453,9 @@ class CompressedIndex:
         rounded = np.clip(np.rint(queries / qscale[:, None]), -127, 127)
         diff = queries - qscale[:, None] * rounded
         qerr = np.sqrt(np.einsum("ij,ij->i", diff, diff)) * (1 + 2.0**-20)
-        qesum = diff.sum(axis=1)
-        qpacked = amx.pack_queries(rounded.astype(np.int8))
-        qconst = tile_query_constants(kind, queries, offsets, qscale, qerr, qesum,
-                                      qpacked.shape[0] * amx.QUERY_TILE)
-        fn = amx.tile_function()
-        n = codes.shape[0]
-        for r0 in range(0, n, _AMX_ROWS):
-            lvq8_scan_tiles(fn, kind, queries, qpacked, qconst, offsets, codes, steps,
-                            biases, *stats, *l2, r0, min(n, r0 + _AMX_ROWS), heap_d,
-                            heap_i)
+        qconst = tile_query_constants(kind, queries, offsets, qscale, qerr,
+                                      diff.sum(axis=1), max(padded, len(queries)))
+        return stats, l2, rounded.astype(np.int8), qconst
 
     def _lvq_tile_candidates(self, args, width) -> NDArray[np.int64]:
         """The best ``width`` ids per query by tile products (-1 fills).

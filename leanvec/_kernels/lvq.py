@@ -527,6 +527,88 @@ def lvq8_scan_tiles(fn, kind, queries, qpacked, qconst, offsets, codes, steps, b
             t += rows
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _rows_hits(dots, steps, biases, means, norms, row_sq, row_norms, l2, base, sc, es,
+               er, tl, qs, root, lows):
+    """Lower bounds of :func:`lvq8_scan_tiles` for one query and a run of rows
+    (row arrays sliced to the run) into ``lows``; returns how many beat ``root``."""
+    hits = np.float32(0.0)
+    if l2:
+        for r in range(dots.shape[0]):
+            u = np.float32(2.0) * steps[r]
+            low = (base + row_sq[r] - u * (sc * np.float32(dots[r]))
+                   - u * means[r] * es - u * norms[r] * er - row_norms[r] * tl
+                   - np.float32(2.0) * biases[r] * qs)
+            lows[r] = low
+            hits += np.float32(1.0) if low < root else np.float32(0.0)
+    else:
+        for r in range(dots.shape[0]):
+            u = steps[r]
+            z = biases[r]
+            low = (base - u * (sc * np.float32(dots[r])) - u * means[r] * es
+                   - u * norms[r] * er - (np.float32(255.0) * u + abs(z)) * tl - z * qs)
+            lows[r] = low
+            hits += np.float32(1.0) if low < root else np.float32(0.0)
+    return hits
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def lvq8_scan_rows(kind, queries, qcodes, qconst, offsets, codes, steps, biases,
+                   code_means, code_norms, row_sq, row_norms, heap_d, heap_i):
+    """:func:`lvq8_scan_tiles` for a few queries, each on its own: int8 query
+    ``qcodes`` (n_queries, dim) against four rows at a time through
+    :func:`leanvec._kernels.int8.dot4` (AVX-512 VNNI where present), the same
+    bounds, the same exactly filtered heaps."""
+    n, dim = codes.shape
+    l2 = kind == KIND_L2
+    for q in prange(queries.shape[0]):
+        base = qconst[0, q]
+        sc = qconst[1, q]
+        es = qconst[2, q]
+        er = qconst[3, q]
+        tl = qconst[4, q]
+        qs = qconst[5, q]
+        qc = qcodes[q]
+        hd = heap_d[q]
+        hi = heap_i[q]
+        dots = np.empty(FILTER_ROWS, dtype=np.int32)
+        lows = np.empty(FILTER_ROWS, dtype=np.float32)
+        for r0 in range(0, n, FILTER_ROWS):
+            rows = min(FILTER_ROWS, n - r0)
+            for r in range(0, rows, 4):
+                i0 = r0 + r
+                i1 = r0 + min(r + 1, rows - 1)
+                i2 = r0 + min(r + 2, rows - 1)
+                i3 = r0 + min(r + 3, rows - 1)
+                d0, d1, d2, d3 = dot4(codes, i0, i1, i2, i3, qc, dim)
+                dots[r] = d0
+                if r + 1 < rows:
+                    dots[r + 1] = d1
+                if r + 2 < rows:
+                    dots[r + 2] = d2
+                if r + 3 < rows:
+                    dots[r + 3] = d3
+            r1 = r0 + rows
+            if l2:
+                rs, rn = row_sq[r0:r1], row_norms[r0:r1]
+            else:
+                rs, rn = row_sq, row_norms
+            if _rows_hits(dots[:rows], steps[r0:r1], biases[r0:r1], code_means[r0:r1],
+                          code_norms[r0:r1], rs, rn, l2, base, sc, es, er, tl, qs,
+                          hd[0], lows) == 0:
+                continue
+            for r in range(rows):
+                if lows[r] < hd[0]:
+                    i = r0 + r
+                    if l2:
+                        d = lvq8_l2(queries[q], codes[i], steps[i], biases[i])
+                    else:
+                        d = -(offsets[q] + lvq8_ip(queries[q], codes[i], steps[i],
+                                                   biases[i]))
+                    if d < hd[0]:
+                        heap_push(hd, hi, d, i)
+
+
 def l2_tolerance(dim):
     """The relative allowance ``tol`` of :func:`lvq8_scan_tiles` under
     :data:`KIND_L2`: float32 rounding of the bound and of :func:`lvq8_l2`, as a
