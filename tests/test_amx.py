@@ -13,10 +13,11 @@ import pytest
 from numba import njit
 
 import leanvec
-from leanvec._kernels import amx
+from leanvec._kernels import amx, int8
 from leanvec._kernels.lvq import (
     KIND_IP,
     code_stats,
+    lvq8_scan_rows,
     lvq8_scan_tiles,
     lvq_scan,
     tile_query_constants,
@@ -257,3 +258,26 @@ def test_batched_lvq8_l2_far_from_the_origin(rng):
     want = _reference(index, queries, 10)
     np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=1e-4)
     assert (got.ids == want.ids).mean() > 0.99
+
+
+@pytest.mark.skipif(not int8.available(), reason="no AVX-512 VNNI here")
+@pytest.mark.parametrize("metric", ["inner_product", "sqeuclidean"])
+def test_rows_kernel_equals_the_float32_scan(rng, metric):
+    """The one-query-at-a-time int8 kernel under both kinds (the index sends
+    squared L2 there; inner product goes through the int16 kernel)."""
+    base = rng.standard_normal((1500, 70)).astype(np.float32)
+    queries = rng.standard_normal((9, 70)).astype(np.float32)
+    index = leanvec.CompressedIndex("lvq8", metric=metric, rerank=0).fit(base)
+    stored = index._stored
+    args = index._lvq_args(stored, queries * np.float32(stored.scale))
+    queries_k, offsets, codes, _, steps, biases, _, _, kind = args
+    stats, l2, rounded, qconst = index._int8_queries(stored, args, 1)
+    heap_d = np.full((9, 6), np.inf, np.float32)
+    heap_i = np.full((9, 6), NO_ID, np.int64)
+    lvq8_scan_rows(kind, queries_k, rounded, qconst, offsets, codes, steps, biases,
+                   *stats, *l2, heap_d, heap_i)
+    finish_heaps(heap_d, heap_i)
+    want = _reference(index, queries, 6)
+    got = index._as_result(stored, heap_d, heap_i, 6)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got.ids, want.ids)
