@@ -18,6 +18,13 @@ The instruction is reached through an LLVM intrinsic, so the kernels exist only
 where the processor has AVX-512 VNNI and numba's LLVM spells the intrinsic the
 way this module does (:func:`available`); elsewhere exact search keeps its BLAS
 path.
+
+Two layouts of the codes: 16-row blocks with four dimensions interleaved
+(:func:`pack_codes`, for :func:`screen`'s register tiles), or plain row order
+where the processor has AMX (:mod:`leanvec._kernels.amx`): :func:`screen_tiles`
+then takes the products of 48 queries with 128 rows from AMX tiles, and
+:func:`screen_rows` serves a few queries, one at a time, through :func:`dot4`.
+All three keep the same bounds, heaps and candidates.
 """
 
 from __future__ import annotations
