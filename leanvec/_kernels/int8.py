@@ -347,6 +347,41 @@ def _append(cand_ids, cand_up, counts, overflow, q, row, up, limit):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _offer(q, row, dot, a1, a2, e1, e2, limit, offset, step, bias, norm, resid, slack,
+           heap_d, heap_i, cand_ids, cand_up, counts, overflow):
+    """Bound query q's score of ``row`` from its integer product ``dot``; when the
+    upper bound reaches ``limit``, push the lower bound and keep the row as a
+    candidate. Returns the query's new limit (its k-th lower bound)."""
+    err = e1 * norm[row] + e2 * resid[row] + slack[row]
+    up = a1 * offset[row] + a2 * step[row] * np.float32(dot) + bias[row] + err
+    if up < limit:
+        return limit
+    heap_push(heap_d[q], heap_i[q], -(up - np.float32(2.0) * err), row)
+    _append(cand_ids, cand_up, counts, overflow, q, row, up, limit)
+    return -heap_d[q, 0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def row_dots(codes, r0, rows, qcodes, dots):
+    """``dots[r] = <qcodes, codes[r0 + r]>`` (int32) for ``rows`` rows, four at a
+    time through :func:`dot4`."""
+    width = codes.shape[1]
+    for r in range(0, rows, 4):
+        i0 = r0 + r
+        i1 = r0 + min(r + 1, rows - 1)
+        i2 = r0 + min(r + 2, rows - 1)
+        i3 = r0 + min(r + 3, rows - 1)
+        d0, d1, d2, d3 = dot4(codes, i0, i1, i2, i3, qcodes, width)
+        dots[r] = d0
+        if r + 1 < rows:
+            dots[r + 1] = d1
+        if r + 2 < rows:
+            dots[r + 2] = d2
+        if r + 3 < rows:
+            dots[r + 3] = d3
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def _reaching(dots, offset, step, bias, norm, resid, a1, a2, e1, e2, limit):
     """How many rows' upper bounds reach ``limit`` (one branch-free count over
     contiguous slices: the loop vectorizes)."""
@@ -399,14 +434,9 @@ def screen(codes, offset, step, bias, bias_up, norm, resid, slack, n, qcodes, qs
                     row = r0 + r
                     if row >= n:
                         break
-                    err = e1 * norm[row] + e2 * resid[row] + slack[row]
-                    up = (a1 * offset[row] + a2 * step[row] * np.float32(dots[i, r])
-                          + bias[row] + err)
-                    if up < limit:
-                        continue
-                    heap_push(heap_d[q], heap_i[q], -(up - np.float32(2.0) * err), row)
-                    _append(cand_ids, cand_up, counts, overflow, q, row, up, limit)
-                    limit = -heap_d[q, 0]
+                    limit = _offer(q, row, dots[i, r], a1, a2, e1, e2, limit, offset,
+                                   step, bias, norm, resid, slack, heap_d, heap_i,
+                                   cand_ids, cand_up, counts, overflow)
                     if overflow[q]:
                         break
 
@@ -436,7 +466,6 @@ def screen_rows(codes, offset, step, bias, bias_up, norm, resid, slack, n, qcode
     """:func:`screen` for a few queries over codes in row order (the layout of
     :func:`screen_tiles`): each query on its own, four rows at a time through
     :func:`dot4`. Same bounds, heaps and candidates."""
-    width = codes.shape[1]
     for q in prange(qcodes.shape[0]):
         if overflow[q]:
             continue
@@ -444,38 +473,19 @@ def screen_rows(codes, offset, step, bias, bias_up, norm, resid, slack, n, qcode
         a2 = qscale[q]
         e1 = qerr[q]
         e2 = qnorm[q]
-        qc = qcodes[q]
         limit = -heap_d[q, 0]
         dots = np.empty(ROWS_STEP, dtype=np.int32)
         for r0 in range(0, n, ROWS_STEP):
             rows = min(ROWS_STEP, n - r0)
-            for r in range(0, rows, 4):
-                i0 = r0 + r
-                i1 = r0 + min(r + 1, rows - 1)
-                i2 = r0 + min(r + 2, rows - 1)
-                i3 = r0 + min(r + 3, rows - 1)
-                d0, d1, d2, d3 = dot4(codes, i0, i1, i2, i3, qc, width)
-                dots[r] = d0
-                if r + 1 < rows:
-                    dots[r + 1] = d1
-                if r + 2 < rows:
-                    dots[r + 2] = d2
-                if r + 3 < rows:
-                    dots[r + 3] = d3
+            row_dots(codes, r0, rows, qcodes[q], dots)
             r1 = r0 + rows
             if _reaching(dots[:rows], offset[r0:r1], step[r0:r1], bias_up[r0:r1],
                          norm[r0:r1], resid[r0:r1], a1, a2, e1, e2, limit) == 0:
                 continue
             for r in range(rows):
-                row = r0 + r
-                err = e1 * norm[row] + e2 * resid[row] + slack[row]
-                up = (a1 * offset[row] + a2 * step[row] * np.float32(dots[r])
-                      + bias[row] + err)
-                if up < limit:
-                    continue
-                heap_push(heap_d[q], heap_i[q], -(up - np.float32(2.0) * err), row)
-                _append(cand_ids, cand_up, counts, overflow, q, row, up, limit)
-                limit = -heap_d[q, 0]
+                limit = _offer(q, r0 + r, dots[r], a1, a2, e1, e2, limit, offset, step,
+                               bias, norm, resid, slack, heap_d, heap_i, cand_ids,
+                               cand_up, counts, overflow)
                 if overflow[q]:
                     break
             if overflow[q]:
@@ -524,12 +534,12 @@ def screen_tiles(fn, codes, offset, step, bias, bias_up, norm, resid, slack, n,
                     if ups[i] < limits[i]:
                         continue
                     q = q0 + i
-                    err = e1[i] * norm[row] + e2[i] * resid[row] + slack[row]
-                    up = (a1[i] * offset[row] + a2[i] * step[row] * np.float32(dots[r, i])
-                          + bias[row] + err)
-                    heap_push(heap_d[q], heap_i[q], -(up - np.float32(2.0) * err), row)
-                    _append(cand_ids, cand_up, counts, overflow, q, row, up, limits[i])
-                    limits[i] = np.inf if overflow[q] else -heap_d[q, 0]
+                    limits[i] = _offer(q, row, dots[r, i], a1[i], a2[i], e1[i], e2[i],
+                                       limits[i], offset, step, bias, norm, resid, slack,
+                                       heap_d, heap_i, cand_ids, cand_up, counts,
+                                       overflow)
+                    if overflow[q]:
+                        limits[i] = np.inf
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -32,7 +32,7 @@ from numba import njit, prange
 
 from . import FASTMATH
 from .amx import GROUP, QUERY_TILES, ROW_TILE, rows_tile
-from .int8 import dot4
+from .int8 import dot4, row_dots
 from .topk import NO_ID, heap_push, heap_sort_inplace
 
 # Distance kinds understood by the batch kernels.
@@ -575,19 +575,7 @@ def lvq8_scan_rows(kind, queries, qcodes, qconst, offsets, codes, steps, biases,
         lows = np.empty(FILTER_ROWS, dtype=np.float32)
         for r0 in range(0, n, FILTER_ROWS):
             rows = min(FILTER_ROWS, n - r0)
-            for r in range(0, rows, 4):
-                i0 = r0 + r
-                i1 = r0 + min(r + 1, rows - 1)
-                i2 = r0 + min(r + 2, rows - 1)
-                i3 = r0 + min(r + 3, rows - 1)
-                d0, d1, d2, d3 = dot4(codes, i0, i1, i2, i3, qc, dim)
-                dots[r] = d0
-                if r + 1 < rows:
-                    dots[r + 1] = d1
-                if r + 2 < rows:
-                    dots[r + 2] = d2
-                if r + 3 < rows:
-                    dots[r + 3] = d3
+            row_dots(codes, r0, rows, qc, dots)
             r1 = r0 + rows
             if l2:
                 rs, rn = row_sq[r0:r1], row_norms[r0:r1]
