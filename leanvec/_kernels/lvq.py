@@ -559,7 +559,7 @@ def lvq8_scan_rows(kind, queries, qcodes, qconst, offsets, codes, steps, biases,
     ``qcodes`` (n_queries, dim) against four rows at a time through
     :func:`leanvec._kernels.int8.dot4` (AVX-512 VNNI where present), the same
     bounds, the same exactly filtered heaps."""
-    n, dim = codes.shape
+    n = codes.shape[0]
     l2 = kind == KIND_L2
     for q in prange(queries.shape[0]):
         base = qconst[0, q]
