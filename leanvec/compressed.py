@@ -371,23 +371,25 @@ class CompressedIndex:
                 lvq.residual_bits, kind)
 
     def _scan_lvq(self, stored: _Stored, queries, heap_d, heap_i) -> None:
-        # queries far below the data's scale: their integer bounds would lean on
-        # float32 subnormals, so they take the plain float32 scan
-        tiny = np.abs(queries).max(axis=1) < _LVQ_MIN_MAGNITUDE
-        if tiny.any():
-            rows = np.flatnonzero(tiny)
-            part_d, part_i = heap_d[rows], heap_i[rows]
-            lvq_scan(*self._lvq_args(stored, np.ascontiguousarray(queries[rows])),
-                     part_d, part_i)
-            heap_d[rows], heap_i[rows] = part_d, part_i
-            if tiny.all():
-                return
-            rest = np.flatnonzero(~tiny)
-            part_d, part_i = heap_d[rest], heap_i[rest]
-            self._scan_lvq(stored, np.ascontiguousarray(queries[rest]), part_d, part_i)
-            heap_d[rest], heap_i[rest] = part_d, part_i
-            return
         args = self._lvq_args(stored, queries)
+        # queries (as scored: centred under L2) far below the data's scale: their
+        # integer bounds would lean on float32 subnormals, so they take the plain
+        # float32 scan
+        tiny = np.abs(args[0]).max(axis=1) < _LVQ_MIN_MAGNITUDE
+        if tiny.any():
+            for rows, plain in ((np.flatnonzero(tiny), True),
+                                (np.flatnonzero(~tiny), False)):
+                if rows.size == 0:
+                    continue
+                part_d, part_i = heap_d[rows], heap_i[rows]
+                if plain:
+                    lvq_scan(np.ascontiguousarray(args[0][rows]), args[1][rows],
+                             *args[2:], part_d, part_i)
+                else:
+                    self._scan_lvq(stored, np.ascontiguousarray(queries[rows]),
+                                   part_d, part_i)
+                heap_d[rows], heap_i[rows] = part_d, part_i
+            return
         if queries.shape[0] < _LVQ_BATCH:
             queries, offsets, codes, _, steps, biases, bits, residual_bits, kind = args
             # inner product: int16 queries (as fast here, and tighter bounds);

@@ -281,3 +281,17 @@ def test_rows_kernel_equals_the_float32_scan(rng, metric):
     got = index._as_result(stored, heap_d, heap_i, 6)
     np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(got.ids, want.ids)
+
+
+def test_query_at_the_mean_under_l2(rng):
+    """Under squared L2 queries are centred on the codes' mean: a query a hair
+    from the mean is tiny as scored, and takes the float32 scan too."""
+    base = (rng.standard_normal((2000, 16)) + 3.0).astype(np.float32)
+    index = leanvec.CompressedIndex("lvq8", metric="sqeuclidean", rerank=0).fit(base)
+    mean = index.quantizer.mean / np.float32(index._stored.scale)
+    queries = np.repeat(mean[None], 20, axis=0).astype(np.float32)
+    queries[::2] = base[:10] + 0.5
+    for count in (20, 3):
+        got = index.search(queries[:count], 5)
+        want = _reference(index, queries[:count], 5)
+        np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=1e-6)
