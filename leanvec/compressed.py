@@ -58,8 +58,10 @@ _LVQ_TILE = 4096  # database rows decoded at a time
 _LVQ_MARGIN = 16  # extra candidates the tile products pass on to exact re-scoring
 _AMX_ROWS = 2048  # rows of 8-bit codes every query of a batch passes over at a time
 _AMX_GROUPS = 64  # groups of 48 queries scanned per call on AMX
-# Queries whose largest magnitude is below this skip the integer-filtered scans.
+# Queries whose largest magnitude is below this, or whose squared norm is not
+# below _LVQ_MAX_SQUARE, skip the integer-filtered scans.
 _LVQ_MIN_MAGNITUDE = 2.0**-40
+_LVQ_MAX_SQUARE = 2.0**120
 _NO_ROWS = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32))
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
 _SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
@@ -372,10 +374,13 @@ class CompressedIndex:
 
     def _scan_lvq(self, stored: _Stored, queries, heap_d, heap_i) -> None:
         args = self._lvq_args(stored, queries)
-        # queries (as scored: centred under L2) far below the data's scale: their
-        # integer bounds would lean on float32 subnormals, so they take the plain
-        # float32 scan
-        tiny = np.abs(args[0]).max(axis=1) < _LVQ_MIN_MAGNITUDE
+        # queries (as scored: centred under L2) far below the data's scale (their
+        # integer bounds would lean on float32 subnormals) or so large that the
+        # bounds' sums of squares could overflow take the plain float32 scan
+        scored = args[0]
+        tiny = ((np.abs(scored).max(axis=1) < _LVQ_MIN_MAGNITUDE)
+                | ~(np.einsum("ij,ij->i", scored, scored, dtype=np.float64)
+                    < _LVQ_MAX_SQUARE))
         if tiny.any():
             for rows, plain in ((np.flatnonzero(tiny), True),
                                 (np.flatnonzero(~tiny), False)):

@@ -295,3 +295,37 @@ def test_query_at_the_mean_under_l2(rng):
         got = index.search(queries[:count], 5)
         want = _reference(index, queries[:count], 5)
         np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5, atol=1e-6)
+
+
+def test_l2_query_whose_square_nearly_overflows(rng):
+    """A centred query with |q|^2 just past the float32 maximum while its
+    distances stay finite: the plain float32 scan's answer, not an error."""
+    dim = 1000
+    base = rng.uniform(0, 2.0**50, (200, dim)).astype(np.float32)
+    base[:5] = (2.0**50 * np.linspace(0.995, 0.999, 5))[:, None]
+    index = leanvec.CompressedIndex("lvq8", metric="sqeuclidean", rerank=0).fit(base)
+    offset = np.sqrt(float(np.finfo(np.float32).max) * 1.0015 / dim)
+    queries = (index.quantizer.mean + np.float32(offset)).astype(np.float32)
+    queries = np.repeat(queries[None], 20, axis=0)
+    want = _reference(index, queries, 3)
+    assert np.isfinite(want.distances).all()
+    for count in (20, 1):
+        got = index.search(queries[:count], 3)
+        np.testing.assert_array_equal(got.ids, want.ids[:count])
+
+
+@pytest.mark.skipif(not int8.available(), reason="no AVX-512 VNNI here")
+def test_l2_rows_whose_bias_cancels_their_codes(rng):
+    """Rows far below the others' scale are stored with a bias that cancels
+    their codes (x = 0 from bias -g, step g): the L2 bound allows for rounding
+    at the bias's scale, so such rows are still found for queries near 0."""
+    base = rng.standard_normal((3000, 24)).astype(np.float32)
+    base *= np.float32(10.0) ** rng.uniform(-6, 6, (3000, 1)).astype(np.float32)
+    index = leanvec.CompressedIndex("lvq8", metric="sqeuclidean", rerank=0).fit(base)
+    queries = (rng.standard_normal((40, 24)) * 1e-3).astype(np.float32)
+    queries += index.quantizer.mean / np.float32(index._stored.scale)
+    for count in (40, 2):
+        got = index.search(queries[:count], 5)
+        want = _reference(index, queries[:count], 5)
+        np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5,
+                                   atol=1e-6 * float(np.abs(want.distances).max()))

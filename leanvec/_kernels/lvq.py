@@ -449,8 +449,13 @@ def lvq8_scan_tiles(fn, kind, queries, qpacked, qconst, offsets, codes, steps, b
       - (255 step + |bias|) tol l1 - bias qsum;
     - :data:`KIND_L2` (queries centred): :func:`lvq8_l2` lies above
       (|q|^2 + |x|^2)(1 - tol) - 2 step (s dot + m sum(e) + |e| |c - m|)
-      - 2 bias qsum - 2 tol |q| |x|, with |x|^2 and |x| of the centred
-      reconstruction (``row_sq``, ``row_norms``: :func:`code_l2_stats`).
+      - 2 bias qsum - tol |q| (2 |x| + 2 sqrt(dim) b) - tol sqrt(dim) b |x|,
+      with |x|^2 and |x| of the centred reconstruction x_j = step c_j + bias and
+      b = |bias| + 255 step (``row_sq`` and ``row_norms`` from
+      :func:`code_l2_stats` hold the row terms). The b terms cover rounding that
+      scales with the bias and the step rather than with x (a row whose bias
+      nearly cancels its codes) in :func:`lvq8_l2`'s differences and in the
+      bound's own products, whose terms cancel.
 
     ``qconst`` (6, n_padded) float32 holds per query the constant term, s,
     sum(e), |e| (rounded up), tol l1 (IP) or |q| (L2), and qsum. Only rows whose
@@ -627,11 +632,14 @@ def tile_query_constants(kind, queries, offsets, qscale, qerr, qesum, padded):
 
 @njit(parallel=True, cache=True, nogil=True)
 def code_l2_stats(codes, steps, biases):
-    """Per row: (|x|^2 (1 - tol), 2 tol |x|) in float32 for the centred
-    reconstruction x_j = step c_j + bias, ``tol`` from :func:`l2_tolerance`:
-    the row terms of :func:`lvq8_scan_tiles`'s squared-L2 bound."""
+    """Per row, in float32, the row terms of :func:`lvq8_scan_tiles`'s
+    squared-L2 bound for the centred reconstruction x_j = step c_j + bias:
+    |x|^2 (1 - tol) - tol sqrt(dim) b |x| (rounded down) and
+    tol (2 |x| + 2 sqrt(dim) b) (rounded up), b = |bias| + 255 step and ``tol``
+    from :func:`l2_tolerance`."""
     n, dim = codes.shape
     tol = 4.0 * (dim + 8) * 2.0**-23
+    root = np.sqrt(np.float64(dim))
     row_sq = np.empty(n, dtype=np.float32)
     row_norms = np.empty(n, dtype=np.float32)
     for i in prange(n):
@@ -641,8 +649,11 @@ def code_l2_stats(codes, steps, biases):
         for j in range(dim):
             v = u * np.float64(codes[i, j]) + z
             acc += v * v
-        row_sq[i] = np.float32(acc * (1.0 - tol))
-        row_norms[i] = np.float32(2.0 * tol * np.sqrt(acc) * (1.0 + 2.0**-20))
+        norm = np.sqrt(acc)
+        b = abs(z) + 255.0 * u
+        low = acc * (1.0 - tol) - tol * root * b * norm
+        row_sq[i] = np.float32(low - abs(low) * 2.0**-20)
+        row_norms[i] = np.float32(tol * (2.0 * norm + 2.0 * root * b) * (1.0 + 2.0**-20))
     return row_sq, row_norms
 
 
