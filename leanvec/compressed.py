@@ -499,12 +499,13 @@ class CompressedIndex:
                 dists)
         return SearchResult(ids, self._unscale(stored.scale, dists, ids))
 
-    def _unscale(self, scale: float, dists: NDArray,
-                 ids: NDArray) -> NDArray[np.float32]:
-        """Distances in the data's units (undoing ``scale``), clipped to float32."""
+    def _unscale(self, scale: float, dists: NDArray, ids: NDArray,
+                 squared: bool = False) -> NDArray[np.float32]:
+        """Distances in the data's units (undoing ``scale``), clipped to float32.
+        ``squared``: euclidean distances still squared (code distances)."""
         dists = dists.astype(np.float64)
         if scale != 1.0:
-            power = 1 if self.metric == "euclidean" else 2
+            power = 1 if self.metric == "euclidean" and not squared else 2
             exponent = int(np.frexp(scale)[1]) - 1
             dists *= np.ldexp(1.0, -power * exponent)
         np.clip(dists, -_F32_MAX, _F32_MAX, out=dists, where=ids >= 0)
@@ -512,7 +513,8 @@ class CompressedIndex:
 
     def _as_result(self, stored: _Stored, heap_d, heap_i, k) -> SearchResult:
         """Code distances in the metric's units, padded to ``k`` columns."""
-        dist = self._unscale(stored.scale, heap_d, heap_i)
+        # the scan ranks euclidean by squared distances: unscaled as squares
+        dist = self._unscale(stored.scale, heap_d, heap_i, squared=True)
         if self.metric == "cosine":
             dist = np.maximum(dist + np.float32(1.0), np.float32(0.0))
         elif self.metric == "euclidean":

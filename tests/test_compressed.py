@@ -27,7 +27,9 @@ def _code_distances(index, queries, metric):
     q = queries.astype(np.float64)
     if metric == "cosine":
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    # the codes hold the data times the index's power-of-two scale
     decoded = index.quantizer.decode(index.codes).astype(np.float64)
+    decoded /= index._stored.scale
     if metric in ("inner_product", "cosine"):
         dist = -(q @ decoded.T) + (1.0 if metric == "cosine" else 0.0)
     else:
@@ -47,6 +49,20 @@ def test_code_distances_match_decoded_vectors(rng, spec, metric):
     np.testing.assert_allclose(result.distances, got, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(result.distances, np.sort(ref, axis=1)[:, :5],
                                rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", ["lvq8", "pq4"])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "inner_product"])
+@pytest.mark.parametrize("magnitude", [1e15, 1e-15])
+def test_code_distances_of_data_far_from_unit_scale(rng, spec, metric, magnitude):
+    """Data the index rescales by a power of two: code distances come back in
+    the data's units (euclidean ones were once unscaled as if not squared)."""
+    database = _data(rng) * np.float32(magnitude)
+    queries = _data(rng, 6) * np.float32(magnitude)
+    index = CompressedIndex(_quantizer(spec), metric, rerank=0).fit(database)
+    result = index.search(queries, 5)
+    ref = _code_distances(index, queries, metric)
+    np.testing.assert_allclose(result.distances, np.sort(ref, axis=1)[:, :5], rtol=1e-4)
 
 
 @pytest.mark.parametrize("spec", SPECS)
