@@ -55,7 +55,9 @@ def limit_threads(n_threads: int | None, blas: bool = True) -> Iterator[None]:
             yield
             return
         previous = numba.get_num_threads()
-        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+        wanted = min(n_threads, numba.config.NUMBA_NUM_THREADS)
+        if wanted != previous:
+            numba.set_num_threads(wanted)
         try:
             controller = _blas_controller() if blas else None
             if controller is None:
@@ -64,4 +66,5 @@ def limit_threads(n_threads: int | None, blas: bool = True) -> Iterator[None]:
                 with controller.limit(limits=n_threads, user_api="blas"):
                     yield
         finally:
-            numba.set_num_threads(previous)
+            if wanted != previous:
+                numba.set_num_threads(previous)

@@ -24,6 +24,7 @@ from ._kernels.lvq import (
     lvq_candidate_distances,
     lvq_decode_rows,
     lvq_scan,
+    outside_band,
     sort_candidates,
     tile_query_constants,
 )
@@ -377,10 +378,7 @@ class CompressedIndex:
         # queries (as scored: centred under L2) far below the data's scale (their
         # integer bounds would lean on float32 subnormals) or so large that the
         # bounds' sums of squares could overflow take the plain float32 scan
-        scored = args[0]
-        tiny = ((np.abs(scored).max(axis=1) < _LVQ_MIN_MAGNITUDE)
-                | ~(np.einsum("ij,ij->i", scored, scored, dtype=np.float64)
-                    < _LVQ_MAX_SQUARE))
+        tiny = outside_band(args[0], _LVQ_MIN_MAGNITUDE, _LVQ_MAX_SQUARE)
         if tiny.any():
             for rows, plain in ((np.flatnonzero(tiny), True),
                                 (np.flatnonzero(~tiny), False)):

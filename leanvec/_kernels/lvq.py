@@ -602,6 +602,23 @@ def lvq8_scan_rows(kind, queries, qcodes, qconst, offsets, codes, steps, biases,
                         heap_push(hd, hi, d, i)
 
 
+@njit(cache=True, nogil=True)
+def outside_band(queries, low, high_square):
+    """Per query: whether its largest magnitude is below ``low`` or its float64
+    squared norm is not below ``high_square`` (NaN counts as outside)."""
+    n, dim = queries.shape
+    out = np.empty(n, dtype=np.bool_)
+    for q in range(n):
+        top = 0.0
+        sq = 0.0
+        for j in range(dim):
+            v = np.float64(queries[q, j])
+            top = max(top, abs(v))
+            sq += v * v
+        out[q] = not (top >= low and sq < high_square)
+    return out
+
+
 def l2_tolerance(dim):
     """The relative allowance ``tol`` of :func:`lvq8_scan_tiles` under
     :data:`KIND_L2`: float32 rounding of the bound and of :func:`lvq8_l2`, as a
