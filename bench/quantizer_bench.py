@@ -17,6 +17,7 @@ codes (leanvec's PQ takes faiss's trained codebooks), and LVQ-8 against
 Usage::
 
     python -m bench.quantizer_bench --datasets wordnet-id --bytes 16 32
+    python -m bench.quantizer_bench --datasets wordnet-ood --ours lr2vq-residual --peers RQ --no-fixed
     python -m bench.quantizer_bench --paired --datasets wordnet-id wordnet-ood --runs 5
 """
 
@@ -154,8 +155,9 @@ def bench_budget(name, m, base, queries, learn, gt, sample, args) -> None:
     """PQ and LR2VQ against faiss's PQ family at ``m`` bytes per vector."""
     dim = base.shape[1]
     print_header(f"{name}: {m} bytes per vector (n={len(base)}, dim={dim})")
-    for kind in ("pq", "lr2vq"):
-        print_row(run_ours(f"{kind}{m}", base, queries, learn, gt, args.runs))
+    for kind in args.ours:
+        spec = f"lr2vq{m}r" if kind == "lr2vq-residual" else f"{kind}{m}"
+        print_row(run_ours(spec, base, queries, learn, gt, args.runs))
     for key in BUDGET_PEERS:
         if key.split("{")[0] in args.peers:
             spec = key.format(M=m, D=dim, d=min(2 * m, dim))
@@ -266,6 +268,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bytes", nargs="+", type=int, default=[8, 16, 32, 64])
     parser.add_argument("--peers", nargs="*",
                         default=["PQ", "OPQ", "PCA", "RQ", "SQ8", "SQ4", "RaBitQ"])
+    parser.add_argument("--ours", nargs="*", default=["pq", "lr2vq", "lr2vq-residual"],
+                        choices=["pq", "lr2vq", "lr2vq-residual"],
+                        help="leanvec's codes at each byte budget (lr2vq-residual: "
+                        "LR2VQ with residual codebooks, spec 'lr2vq{M}r')")
     parser.add_argument("--no-fixed", dest="fixed", action="store_false",
                         help="skip the LVQ / SQ / RaBitQ table")
     parser.add_argument("--n-queries", type=int, default=1000)

@@ -65,7 +65,7 @@ _LVQ_MIN_MAGNITUDE = 2.0**-40
 _LVQ_MAX_SQUARE = 2.0**120
 _NO_ROWS = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32))
 _QUANTIZERS = {"LVQ": LVQ, "PQ": PQ, "LR2VQ": LR2VQ}
-_SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)$")
+_SPEC = re.compile(r"^(lvq)(8|4)(?:x(8|4))?$|^(pq|lr2vq)(\d+)(r?)$")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 Quantizer = LVQ | PQ | LR2VQ
@@ -92,8 +92,9 @@ def make_quantizer(spec: str | Quantizer) -> Quantizer:
     ----------
     spec : str or quantizer
         "lvq8", "lvq4", "lvq4x8", "lvq8x8", "lvq4x4" (two levels: first x residual
-        bits), "pq{n_bytes}", "lr2vq{n_bytes}", or an :class:`LVQ`, :class:`PQ` or
-        :class:`LR2VQ` instance (returned as is).
+        bits), "pq{n_bytes}", "lr2vq{n_bytes}", "lr2vq{n_bytes}r" (residual
+        codebooks), or an :class:`LVQ`, :class:`PQ` or :class:`LR2VQ` instance
+        (returned as is).
     """
     if isinstance(spec, (LVQ, PQ, LR2VQ)):
         return spec
@@ -102,12 +103,17 @@ def make_quantizer(spec: str | Quantizer) -> Quantizer:
                         f"{type(spec).__name__}")
     match = _SPEC.match(spec.lower())
     if match is None:
-        raise ValueError(f"quantizer must look like 'lvq8', 'lvq4x8', 'pq16' or "
-                         f"'lr2vq16', got {spec!r}")
+        raise ValueError(f"quantizer must look like 'lvq8', 'lvq4x8', 'pq16', "
+                         f"'lr2vq16' or 'lr2vq16r', got {spec!r}")
     if match.group(1):
         return LVQ(int(match.group(2)), int(match.group(3) or 0))
     n_bytes = int(match.group(5))
-    return PQ(n_bytes) if match.group(4) == "pq" else LR2VQ(n_bytes)
+    if match.group(4) == "pq":
+        if match.group(6):
+            raise ValueError(f"quantizer {spec!r}: residual codebooks ('r') are an "
+                             f"LR2VQ option, e.g. 'lr2vq16r'")
+        return PQ(n_bytes)
+    return LR2VQ(n_bytes, codebooks="residual" if match.group(6) else "product")
 
 
 class CompressedIndex:

@@ -3,7 +3,9 @@
 Both store a vector as ``n_bytes`` uint8 centroid ids (256 centroids a subspace)
 and compute asymmetric distances from per-query tables (see
 :mod:`leanvec._kernels.pq`). :func:`estimate_dims` predicts LR²VQ's projected
-dimension from the data's spectrum.
+dimension from the data's spectrum. ``LR2VQ(codebooks="residual")`` codes the
+projected vectors with additive codebooks instead (:mod:`leanvec.rq`), searched
+through the same tables.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ._kernels.pq import assign_nearest, cluster_sums, pq_scan
 from ._kernels.topk import NO_ID, finish_heaps
 from ._validation import as_matrix, check_metric, check_positive_int
 from .persistence import Saveable
+from .rq import ResidualCodebooks
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ _LR2VQ_KIND = "leanvec.LR2VQ"
 # at 8 bytes on 384-d text embeddings a full-width rotation trailed d' = 120 by
 # 0.008-0.015 in the trials and beat it by 0.01-0.025 after full training
 _SWEEP_SLACK = 0.025
+_CODEBOOKS = ("product", "residual")
 
 
 # -- k-means ---------------------------------------------------------------------
@@ -411,12 +415,27 @@ class LR2VQ(Saveable):
     n_bytes : int
         Bytes per vector (subspaces of 256 centroids).
     dims : int or None
-        Projected dimension d'; a multiple of ``n_bytes``. None chooses it at fit
-        time by a recall sweep on held-out queries, seeded by :func:`estimate_dims`.
+        Projected dimension d'; a multiple of ``n_bytes`` (product codebooks).
+        None chooses it at fit time by a recall sweep on held-out queries, seeded
+        by :func:`estimate_dims` (residual codebooks: every dimension).
     per_block : bool
         The literal paper form: split the input into ``n_bytes`` blocks and project
         each block on its own (``R`` block-diagonal); ``dim`` must then be a
-        multiple of ``n_bytes``.
+        multiple of ``n_bytes``. Product codebooks only.
+    codebooks : {"product", "residual"}
+        "product" (default): PQ of the projected vectors, ``R`` learned by the
+        alternation above. "residual": additive codebooks over the whole
+        projected space (:class:`leanvec.rq.ResidualCodebooks`), each trained on
+        the residuals of the ones before and encoded by beam search; ``R`` is
+        then the principal axes (full-width codebooks do not depend on a
+        rotation) and ``dims`` None keeps every dimension. More recall per byte
+        (recall@10 0.48 against 0.38 at 8 bytes on 384-d text embeddings), the
+        same scan, several times the training and encoding time. Fitted with
+        ``metric`` "sqeuclidean" or "euclidean", the last byte stores the
+        reconstruction's squared norm (L2 needs it); fitted for inner product or
+        cosine, every byte holds a codeword and L2 tables are refused.
+    beam : int
+        Beam width of the residual encoder (1 is greedy).
     n_iter : int
         Alternations of codebook and projection updates. 24 alternations of 4
         k-means steps took recall@10 on wordnet-id from 0.6773 / 0.7999 (12 of
@@ -432,7 +451,9 @@ class LR2VQ(Saveable):
     mean : array of shape (dim,), float32
     projection : array of shape (dim, dims), float32
     pq : PQ
-        Codebooks of the projected vectors.
+        Codebooks of the projected vectors ("product").
+    rq : ResidualCodebooks or None
+        Codebooks of the projected vectors ("residual").
     dims_ : int
         The projected dimension in use.
     sweep_ : dict[int, float]
@@ -446,11 +467,22 @@ class LR2VQ(Saveable):
 
     def __init__(self, n_bytes: int, dims: int | None = None, per_block: bool = False,
                  n_iter: int = 24, kmeans_iter: int = 16, refine_iter: int = 4,
-                 max_train: int = 50_000, seed: int = 0) -> None:
+                 max_train: int = 50_000, seed: int = 0, codebooks: str = "product",
+                 beam: int = 5) -> None:
         self.n_bytes = _check_n_bytes(n_bytes)
+        if codebooks not in _CODEBOOKS:
+            raise ValueError(f"codebooks must be one of {_CODEBOOKS}, got {codebooks!r}")
+        if codebooks == "residual" and per_block:
+            raise ValueError("per_block=True needs codebooks='product' (residual "
+                             "codebooks span the whole projected space)")
+        self.codebooks = codebooks
+        self.beam = check_positive_int(beam, "beam")
+        if self.beam > N_CENTROIDS:
+            raise ValueError(f"beam must be at most {N_CENTROIDS}, got {beam}")
         if dims is not None:
             dims = check_positive_int(dims, "dims")
-            _check_divides(dims, self.n_bytes, "dims")
+            if codebooks == "product":
+                _check_divides(dims, self.n_bytes, "dims")
         self.dims = dims
         self.per_block = bool(per_block)
         self.n_iter = check_positive_int(n_iter, "n_iter", 0)
@@ -461,6 +493,7 @@ class LR2VQ(Saveable):
         self.mean: NDArray[np.float32] | None = None
         self.projection: NDArray[np.float32] | None = None
         self.pq = PQ(self.n_bytes, kmeans_iter, max_train, seed)
+        self.rq: ResidualCodebooks | None = None
         self.dims_: int | None = None
         self.sweep_: dict[int, float] = {}
         self.loss_history_: list[tuple[str, float]] = []
@@ -488,7 +521,8 @@ class LR2VQ(Saveable):
             are held out and used as queries.
         metric : {"inner_product", "sqeuclidean", "euclidean", "cosine"}
             Ranking used by the sweep ("cosine" is ranked as inner product: the
-            caller normalises rows).
+            caller normalises rows); with residual codebooks, whether a byte goes
+            to the norm (see ``codebooks``).
         progress : callable(done, total), optional
             Called after each alternation.
 
@@ -506,11 +540,15 @@ class LR2VQ(Saveable):
         self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
         centred = sample - self.mean
 
+        metric = check_metric(metric)
+        if self.codebooks == "residual":
+            self._train_residual(centred, metric, rng, progress)
+            return self
         dims = self.dims
         if dims is None:
             queries = None if train_queries is None else as_matrix(
                 train_queries, "train_queries", dim)
-            dims = self._sweep(centred, queries, check_metric(metric), rng)
+            dims = self._sweep(centred, queries, metric, rng)
         self.dims_ = dims
         self._train(centred, dims, rng, progress)
         return self
@@ -520,14 +558,24 @@ class LR2VQ(Saveable):
         vectors = as_matrix(vectors, "vectors", self._require_dim(), allow_empty=True)
         out = np.empty((vectors.shape[0], self.n_bytes), dtype=np.uint8)
         for s in range(0, vectors.shape[0], _ENCODE_BLOCK):
-            block = (vectors[s:s + _ENCODE_BLOCK] - self.mean) @ self.projection
-            out[s:s + _ENCODE_BLOCK] = self.pq._encode(np.ascontiguousarray(block))
+            block = np.ascontiguousarray(
+                (vectors[s:s + _ENCODE_BLOCK] - self.mean) @ self.projection)
+            out[s:s + _ENCODE_BLOCK] = (self.rq.encode(block) if self.rq is not None
+                                        else self.pq._encode(block))
         return out
 
     def decode(self, codes: ArrayLike) -> NDArray[np.float32]:
         """Reconstruct vectors (n, dim) float32 from codes (n, n_bytes) uint8."""
         self._require_dim()
-        projected = self.pq.decode(codes)
+        if self.rq is not None:
+            arr = np.asarray(codes)
+            if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != self.n_bytes:
+                raise ValueError(
+                    f"codes must be a uint8 array of shape (n, {self.n_bytes}), got "
+                    f"dtype {arr.dtype} and shape {arr.shape}")
+            projected = self.rq.decode(arr)
+        else:
+            projected = self.pq.decode(codes)
         return np.ascontiguousarray(projected @ self.projection.T + self.mean)
 
     def search_tables(self, queries: NDArray[np.float32], metric: str,
@@ -549,7 +597,8 @@ class LR2VQ(Saveable):
             projected = np.ascontiguousarray(centred @ self.projection)
             offsets = (np.einsum("ij,ij->i", centred, centred)
                        - np.einsum("ij,ij->i", projected, projected))
-        tables = self.pq.distance_tables(projected, metric, lanes)
+        codec = self.rq if self.rq is not None else self.pq
+        tables = codec.distance_tables(projected, metric, lanes)
         return tables, np.ascontiguousarray(offsets, dtype=np.float32)
 
     # -- persistence -------------------------------------------------------------
@@ -561,9 +610,16 @@ class LR2VQ(Saveable):
                 "n_iter": self.n_iter, "kmeans_iter": self.kmeans_iter,
                 "refine_iter": self.refine_iter, "max_train": self.max_train,
                 "seed": self.seed, "dims_": self.dims_,
-                "sweep_": {str(d): r for d, r in self.sweep_.items()}}
-        arrays = {"mean": self.mean, "projection": self.projection,
-                  "codebooks": self.pq.codebooks}
+                "sweep_": {str(d): r for d, r in self.sweep_.items()},
+                "codebooks": self.codebooks, "beam": self.beam}
+        arrays = {"mean": self.mean, "projection": self.projection}
+        if self.rq is not None:
+            meta["with_norm"] = self.rq.with_norm
+            arrays["residual_books"] = self.rq.books
+            if self.rq.with_norm:
+                arrays["norm_levels"] = self.rq.norm_levels
+        else:
+            arrays["codebooks"] = self.pq.codebooks
         return meta, arrays
 
     @classmethod
@@ -571,12 +627,27 @@ class LR2VQ(Saveable):
         """Inverse of :meth:`to_state`."""
         vq = cls(meta["n_bytes"], meta["dims"], meta["per_block"], meta["n_iter"],
                  meta["kmeans_iter"], meta["refine_iter"], meta["max_train"],
-                 meta["seed"])
+                 meta["seed"], meta.get("codebooks", "product"), meta.get("beam", 5))
         vq.dims_ = meta["dims_"]
         vq.sweep_ = {int(d): r for d, r in meta["sweep_"].items()}
         vq.mean = np.ascontiguousarray(arrays["mean"], dtype=np.float32)
         vq.projection = np.ascontiguousarray(arrays["projection"], dtype=np.float32)
-        vq.pq.codebooks = np.ascontiguousarray(arrays["codebooks"], dtype=np.float32)
+        dims = vq.projection.shape[1]
+        if vq.codebooks == "residual":
+            rq = ResidualCodebooks(vq.n_bytes, bool(meta["with_norm"]), vq.beam)
+            books = np.ascontiguousarray(arrays["residual_books"], dtype=np.float32)
+            if books.shape != (rq.n_books, N_CENTROIDS, dims):
+                raise ValueError(
+                    f"residual codebooks have shape {books.shape}, expected "
+                    f"{(rq.n_books, N_CENTROIDS, dims)}")
+            rq.books = books
+            if rq.with_norm:
+                rq.norm_levels = np.ascontiguousarray(arrays["norm_levels"],
+                                                      dtype=np.float32)
+            vq.rq = rq
+        else:
+            vq.pq.codebooks = np.ascontiguousarray(arrays["codebooks"],
+                                                   dtype=np.float32)
         return vq
 
     # -- training ----------------------------------------------------------------
@@ -589,7 +660,7 @@ class LR2VQ(Saveable):
     def _check_fit_shape(self, dim: int) -> None:
         if self.dims is not None and self.dims > dim:
             raise ValueError(f"dims={self.dims} exceeds the data's dimension {dim}")
-        if self.n_bytes > dim:
+        if self.n_bytes > dim and self.codebooks == "product":
             raise ValueError(
                 f"n_bytes={self.n_bytes} exceeds the data's dimension {dim}")
         if self.per_block:
@@ -609,6 +680,21 @@ class LR2VQ(Saveable):
         values, vectors = _spectrum(centred)
         order = _allocate(values[:dims], self.n_bytes)
         return np.ascontiguousarray(vectors[:, :dims][:, order], dtype=np.float32)
+
+    def _train_residual(self, centred, metric, rng, progress) -> None:
+        dim = centred.shape[1]
+        dims = dim if self.dims is None else self.dims
+        if dims == dim:
+            proj = np.eye(dim, dtype=np.float32)
+        else:
+            proj = np.ascontiguousarray(_spectrum(centred)[1][:, :dims],
+                                        dtype=np.float32)
+        rq = ResidualCodebooks(self.n_bytes, metric in ("sqeuclidean", "euclidean"),
+                               self.beam)
+        rq.train(np.ascontiguousarray(centred @ proj), rng, progress)
+        self.projection, self.rq, self.dims_ = proj, rq, dims
+        self.sweep_ = {}
+        self.loss_history_ = []
 
     def _block_pca(self, centred, dims) -> NDArray[np.float32]:
         dim = centred.shape[1]

@@ -17,6 +17,8 @@ def _data(rng, n=400, dim=12):
 def _quantizer(spec):
     if spec == "lr2vq4":
         return LR2VQ(4, dims=8, n_iter=1, kmeans_iter=3)
+    if spec == "lr2vq4r":
+        return LR2VQ(4, dims=8, codebooks="residual", beam=2)
     if spec == "pq4":
         return PQ(4, n_iter=4)
     return spec
@@ -164,9 +166,11 @@ def test_make_quantizer_parses_specs():
     assert isinstance(make_quantizer("PQ16"), PQ)
     assert make_quantizer("pq16").n_bytes == 16
     assert isinstance(make_quantizer("lr2vq8"), LR2VQ)
+    assert make_quantizer("lr2vq8").codebooks == "product"
+    assert make_quantizer("LR2VQ8r").codebooks == "residual"
 
 
-@pytest.mark.parametrize("spec", ["lvq4x8", "pq4", "lr2vq4"])
+@pytest.mark.parametrize("spec", ["lvq4x8", "pq4", "lr2vq4", "lr2vq4r"])
 def test_save_load_round_trip(rng, tmp_path, spec):
     database, queries = _data(rng), _data(rng, 5)
     index = CompressedIndex(_quantizer(spec), "inner_product", rerank=10).fit(database)
