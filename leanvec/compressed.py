@@ -101,7 +101,7 @@ def make_quantizer(spec: str | Quantizer) -> Quantizer:
     if not isinstance(spec, str):
         raise TypeError(f"quantizer must be a string or a quantizer, got "
                         f"{type(spec).__name__}")
-    match = _SPEC.match(spec.lower())
+    match = _SPEC.fullmatch(spec.lower())
     if match is None:
         raise ValueError(f"quantizer must look like 'lvq8', 'lvq4x8', 'pq16', "
                          f"'lr2vq16' or 'lr2vq16r', got {spec!r}")
@@ -314,6 +314,11 @@ class CompressedIndex:
             codes = LVQCodes.from_state(*unnest("codes", meta, arrays))
         else:
             codes = arrays["codes"]
+            if (codes.dtype != np.uint8 or codes.ndim != 2
+                    or codes.shape[1] != quantizer.n_bytes):
+                raise ValueError(
+                    f"{path}: codes must be uint8 of shape (n, {quantizer.n_bytes}), "
+                    f"the file holds {codes.dtype} {codes.shape}")
         index._publish(codes, arrays.get("full"), float(meta.get("scale", 1.0)))
         return index
 

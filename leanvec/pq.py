@@ -36,6 +36,7 @@ _LR2VQ_KIND = "leanvec.LR2VQ"
 # 0.008-0.015 in the trials and beat it by 0.01-0.025 after full training
 _SWEEP_SLACK = 0.025
 _CODEBOOKS = ("product", "residual")
+_RESIDUAL_MAX_ABS = 2.0 ** 56
 
 
 # -- k-means ---------------------------------------------------------------------
@@ -231,7 +232,7 @@ class PQ(Saveable):
         "inner_product" and ``||q - xhat||^2`` for "sqeuclidean". ``lanes`` > 0
         gives the tables in blocks of queries (see :meth:`distance_tables`).
         """
-        self._require_dim()
+        queries = _check_table_args(queries, metric, self._require_dim())
         offsets = np.zeros(queries.shape[0], dtype=np.float32)
         return self.distance_tables(queries, metric, lanes), offsets
 
@@ -285,6 +286,24 @@ class PQ(Saveable):
                 f"dtype {arr.dtype} and shape {arr.shape}"
             )
         return arr
+
+
+def _check_table_args(queries, metric: str, dim: int) -> NDArray[np.float32]:
+    if metric not in ("inner_product", "sqeuclidean"):
+        raise ValueError(f"table metric must be 'inner_product' or 'sqeuclidean' "
+                         f"(cosine: normalised queries under inner_product), got "
+                         f"{metric!r}")
+    return as_matrix(queries, "queries", dim, allow_empty=True)
+
+
+def _check_residual_range(x: NDArray[np.float32], name: str) -> None:
+    """Residual codes rank by squared norms in float32: keep them finite."""
+    top = float(np.abs(x).max()) if x.size else 0.0
+    if top >= _RESIDUAL_MAX_ABS:
+        raise ValueError(
+            f"{name} has values {top:.3g} away from the fitted mean; residual "
+            f"codebooks need less than {_RESIDUAL_MAX_ABS:.3g} (squared norms "
+            f"overflow float32): scale the data first (CompressedIndex does)")
 
 
 def _sample(x: NDArray[np.float32], size: int, rng: np.random.Generator):
@@ -533,25 +552,34 @@ class LR2VQ(Saveable):
         """
         train = as_matrix(train, "train")
         dim = train.shape[1]
-        self._check_fit_shape(dim)
+        metric = check_metric(metric)
+        self._check_fit_shape(dim, metric)
         _check_train_rows(train.shape[0])
+        queries = None if train_queries is None else as_matrix(
+            train_queries, "train_queries", dim)
+        saved, saved_pq = dict(self.__dict__), dict(self.pq.__dict__)
+        try:
+            self._fit(train, queries, metric, progress)
+        except BaseException:
+            # a failed fit leaves the quantizer as it was (fitted or not)
+            self.__dict__.update(saved)
+            self.pq.__dict__.update(saved_pq)
+            raise
+        return self
+
+    def _fit(self, train, queries, metric, progress) -> None:
         rng = np.random.default_rng(self.seed)
         sample = _sample(train, self.max_train, rng)
         self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
         centred = sample - self.mean
-
-        metric = check_metric(metric)
         if self.codebooks == "residual":
             self._train_residual(centred, metric, rng, progress)
-            return self
+            return
         dims = self.dims
         if dims is None:
-            queries = None if train_queries is None else as_matrix(
-                train_queries, "train_queries", dim)
             dims = self._sweep(centred, queries, metric, rng)
         self.dims_ = dims
         self._train(centred, dims, rng, progress)
-        return self
 
     def encode(self, vectors: ArrayLike) -> NDArray[np.uint8]:
         """Codes of ``vectors`` (n, dim): array of shape (n, n_bytes), uint8."""
@@ -560,8 +588,11 @@ class LR2VQ(Saveable):
         for s in range(0, vectors.shape[0], _ENCODE_BLOCK):
             block = np.ascontiguousarray(
                 (vectors[s:s + _ENCODE_BLOCK] - self.mean) @ self.projection)
-            out[s:s + _ENCODE_BLOCK] = (self.rq.encode(block) if self.rq is not None
-                                        else self.pq._encode(block))
+            if self.rq is not None:
+                _check_residual_range(block, "vectors")
+                out[s:s + _ENCODE_BLOCK] = self.rq.encode(block)
+            else:
+                out[s:s + _ENCODE_BLOCK] = self.pq._encode(block)
         return out
 
     def decode(self, codes: ArrayLike) -> NDArray[np.float32]:
@@ -588,7 +619,7 @@ class LR2VQ(Saveable):
         projection enters through the offset). ``lanes`` > 0 gives the tables in
         blocks of queries (see :meth:`PQ.distance_tables`).
         """
-        self._require_dim()
+        queries = _check_table_args(queries, metric, self._require_dim())
         if metric == "inner_product":
             offsets = -(queries @ self.mean)
             projected = np.ascontiguousarray(queries @ self.projection)
@@ -657,7 +688,12 @@ class LR2VQ(Saveable):
             raise ValueError("this LR2VQ is not fitted: call fit(train) first")
         return self.mean.shape[0]
 
-    def _check_fit_shape(self, dim: int) -> None:
+    def _check_fit_shape(self, dim: int, metric: str) -> None:
+        if (self.codebooks == "residual" and self.n_bytes < 2
+                and metric in ("sqeuclidean", "euclidean")):
+            raise ValueError(
+                f"n_bytes={self.n_bytes}: residual codebooks for {metric} keep one "
+                "byte for the norm and need n_bytes >= 2")
         if self.dims is not None and self.dims > dim:
             raise ValueError(f"dims={self.dims} exceeds the data's dimension {dim}")
         if self.n_bytes > dim and self.codebooks == "product":
@@ -682,6 +718,7 @@ class LR2VQ(Saveable):
         return np.ascontiguousarray(vectors[:, :dims][:, order], dtype=np.float32)
 
     def _train_residual(self, centred, metric, rng, progress) -> None:
+        _check_residual_range(centred, "train")
         dim = centred.shape[1]
         dims = dim if self.dims is None else self.dims
         if dims == dim:

@@ -19,6 +19,7 @@ coarse-to-fine start recovers most of the gap at a fraction of the iterations.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -79,8 +80,9 @@ def progressive_kmeans(x: NDArray[np.float32], n_iter: int, n_steps: int,
     """
     n, d = x.shape
     few = x[rng.choice(n, min(n, _AXES_ROWS), replace=False)]
-    few = few - few.mean(axis=0)
-    cov = (few.T @ few).astype(np.float64)
+    few = few.astype(np.float64)
+    few -= few.mean(axis=0)
+    cov = few.T @ few
     axes = np.ascontiguousarray(np.linalg.eigh(cov)[1][:, ::-1], dtype=np.float32)
     rotated = np.ascontiguousarray(x @ axes)
     widths = sorted({max(1, min(d, round(d ** ((s + 1) / n_steps))))
@@ -134,6 +136,17 @@ def _cross(books, m) -> NDArray[np.float32]:
     earlier = books[:m].reshape(-1, d)
     return np.ascontiguousarray(
         (earlier @ books[m].T).reshape(m, N_CENTROIDS, N_CENTROIDS))
+
+
+def _neighbour_gap(x: NDArray[np.float32], rng: np.random.Generator,
+                   n_probe: int = 200) -> float:
+    """Median squared distance from a few rows of ``x`` to their nearest other row."""
+    probe = rng.choice(x.shape[0], min(n_probe, x.shape[0]), replace=False)
+    xs = x.astype(np.float64)
+    sq = np.einsum("ij,ij->i", xs, xs)
+    d = sq[probe, None] - 2.0 * xs[probe] @ xs.T + sq[None, :]
+    d[np.arange(probe.size), probe] = np.inf
+    return float(np.median(np.maximum(d.min(axis=1), 0.0)))
 
 
 def _scalar_levels(values: NDArray[np.float64], n_iter: int = 30,
@@ -229,12 +242,23 @@ class ResidualCodebooks:
             if progress is not None:
                 progress(m + 1, self.n_books)
         self.books = books
+        residual = float(sq.min(axis=1).mean())
+        logger.debug("residual codebooks trained: mean squared residual %.6g", residual)
         if self.with_norm:
             final = codes[rows, np.argmin(sq, axis=1)]
             norms = self._recon_sq(final)
             self.norm_levels = _scalar_levels(norms.astype(np.float64))
-        logger.debug("residual codebooks trained: mean squared residual %.6g",
-                     float(sq.min(axis=1).mean()))
+            rounding = self.norm_levels[self._nearest_level(norms)] - norms
+            error = float(np.sqrt(np.mean(rounding.astype(np.float64) ** 2)))
+            gap = _neighbour_gap(x, rng)
+            if error > 0.5 * gap:
+                warnings.warn(
+                    f"residual codebooks under L2: the norm byte rounds ||xhat||^2 by "
+                    f"{error:.3g} (root mean square), against a median squared "
+                    f"distance of {gap:.3g} between training rows and their nearest "
+                    "neighbours, so L2 ranking will suffer (typical of clusters far "
+                    "from the data's mean); product codebooks or re-ranking avoid it",
+                    UserWarning, stacklevel=2)
 
     def encode(self, x: NDArray[np.float32]) -> NDArray[np.uint8]:
         """Codes (n, n_bytes) uint8 of rows ``x`` (n, dims)."""
@@ -242,12 +266,14 @@ class ResidualCodebooks:
         codes = beam_encode(x, self.books, self.beam)
         out[:, :self.n_books] = codes
         if self.with_norm:
-            norms = self._recon_sq(codes)
-            levels = self.norm_levels
-            hi = np.clip(np.searchsorted(levels, norms), 1, N_CENTROIDS - 1)
-            lower = norms - levels[hi - 1] <= levels[hi] - norms
-            out[:, -1] = np.where(lower, hi - 1, hi)
+            out[:, -1] = self._nearest_level(self._recon_sq(codes))
         return out
+
+    def _nearest_level(self, norms) -> NDArray[np.int64]:
+        levels = self.norm_levels
+        hi = np.clip(np.searchsorted(levels, norms), 1, N_CENTROIDS - 1)
+        lower = norms - levels[hi - 1] <= levels[hi] - norms
+        return np.where(lower, hi - 1, hi)
 
     def decode(self, codes: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Sum of each row's codewords: (n, dims) float32."""

@@ -1,5 +1,7 @@
 """Residual codebooks (LR2VQ codebooks="residual"): beam search, k-means, tables."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -209,3 +211,70 @@ def test_same_seed_same_codes(rng):
     b = LR2VQ(3, codebooks="residual", seed=5).fit(x)
     np.testing.assert_array_equal(a.encode(x), b.encode(x))
     assert a.rq.books.shape == (3, 256, 16)
+
+
+def test_failed_fit_leaves_the_quantizer_as_it_was(rng):
+    x = _data(rng)
+    vq = LR2VQ(1, codebooks="residual").fit(x)
+    codes = vq.encode(x[:20])
+    with pytest.raises(ValueError, match="need n_bytes >= 2"):
+        vq.fit(x + 100.0, metric="sqeuclidean")
+    np.testing.assert_array_equal(vq.encode(x[:20]), codes)
+    fresh = LR2VQ(1, codebooks="residual")
+    with pytest.raises(ValueError, match="need n_bytes >= 2"):
+        fresh.fit(x, metric="euclidean")
+    assert fresh.dim is None
+    index = CompressedIndex("lr2vq1r", "sqeuclidean")
+    with pytest.raises(ValueError, match="need n_bytes >= 2"):
+        index.fit(x)
+    assert index.quantizer.dim is None
+
+
+def test_l2_norm_byte_warns_when_its_rounding_swamps_neighbour_distances(rng):
+    # two clusters 2,000 apart with unit spread: ||xhat||^2 spans ~1e6 on 256
+    # levels, rounding by tens while neighbours lie ~8 apart
+    u = rng.standard_normal(16)
+    u /= np.linalg.norm(u)
+    side = np.where(rng.random(2000) < 0.5, -1.0, 1.0)
+    x = (side[:, None] * 1000.0 * u + rng.standard_normal((2000, 16))).astype(
+        np.float32)
+    with pytest.warns(UserWarning, match="norm byte rounds"):
+        LR2VQ(8, codebooks="residual").fit(x, metric="sqeuclidean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LR2VQ(8, codebooks="residual").fit(_data(rng, 2000), metric="sqeuclidean")
+
+
+def test_table_arguments_are_checked(rng):
+    x = _data(rng)
+    vq = LR2VQ(4, codebooks="residual").fit(x, metric="sqeuclidean")
+    with pytest.raises(ValueError, match="table metric must be"):
+        vq.search_tables(x[:2], "cosine")
+    with pytest.raises(ValueError, match="16"):
+        vq.search_tables(x[:2, :8], "inner_product")
+    tables, offsets = vq.search_tables(x[:2].astype(np.float64), "inner_product")
+    assert tables.dtype == np.float32 and tables.shape == (2, 4, 256)
+
+
+def test_values_whose_squares_overflow_are_refused(rng):
+    x = _data(rng)
+    with pytest.raises(ValueError, match="scale the data first"):
+        LR2VQ(4, codebooks="residual").fit(x * np.float32(1e20))
+    vq = LR2VQ(4, codebooks="residual").fit(x)
+    with pytest.raises(ValueError, match="scale the data first"):
+        vq.encode(x[:3] * np.float32(1e20))
+    # CompressedIndex rescales such data itself
+    index = CompressedIndex("lr2vq4r", "inner_product").fit(x * np.float32(1e20))
+    assert index.search(x[:3] * np.float32(1e20), 2).ids.shape == (3, 2)
+
+
+def test_loading_codes_of_the_wrong_width_is_refused(rng, tmp_path):
+    from leanvec.persistence import load_state, save_state
+
+    index = CompressedIndex("lr2vq4r", "inner_product").fit(_data(rng))
+    index.save(tmp_path / "a.lvec")
+    kind, meta, arrays = load_state(tmp_path / "a.lvec")
+    arrays["codes"] = np.ascontiguousarray(arrays["codes"][:, :2])
+    save_state(tmp_path / "b.lvec", kind, meta, arrays)
+    with pytest.raises(ValueError, match=r"codes must be uint8 of shape \(n, 4\)"):
+        CompressedIndex.load(tmp_path / "b.lvec")
