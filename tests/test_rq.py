@@ -254,6 +254,7 @@ def test_table_arguments_are_checked(rng):
         vq.search_tables(x[:2, :8], "inner_product")
     tables, offsets = vq.search_tables(x[:2].astype(np.float64), "inner_product")
     assert tables.dtype == np.float32 and tables.shape == (2, 4, 256)
+    assert offsets.shape == (2,)
 
 
 def test_values_whose_squares_overflow_are_refused(rng):
