@@ -448,8 +448,12 @@ class LR2VQ(Saveable):
         the residuals of the ones before and encoded by beam search; ``R`` is
         then the principal axes (full-width codebooks do not depend on a
         rotation) and ``dims`` None keeps every dimension. More recall per byte
-        (recall@10 0.48 against 0.38 at 8 bytes on 384-d text embeddings), the
-        same scan, several times the training and encoding time. Fitted with
+        (recall@10 0.48 against 0.38 at 8 bytes on 384-d text embeddings) and the
+        same scan; training is shorter than the product form's alternations,
+        encoding (beam search) several times slower. ``n_iter``,
+        ``kmeans_iter`` and ``refine_iter`` apply to product codebooks only; the
+        encoder holds ``2 * max_train * beam * dims`` float32 while training,
+        so keep ``beam`` small. Fitted with
         ``metric`` "sqeuclidean" or "euclidean", the last byte stores the
         reconstruction's squared norm (L2 needs it); fitted for inner product or
         cosine, every byte holds a codeword and L2 tables are refused.

@@ -704,8 +704,9 @@ class LeanVec(Saveable):
             )
         if self.kind == "id" and train_queries is not None:
             raise ValueError(
-                "train_queries are used only by kind='ood'; pass kind='ood' to fit "
-                "to them, or leave them out for kind='id'"
+                "train_queries are used only by kind='ood'; create "
+                "LeanVec(leanvec_dims, kind='ood') to fit to them, or leave them out "
+                "for kind='id'"
             )
         if train_queries is None:
             return x, None
